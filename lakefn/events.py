@@ -1,0 +1,117 @@
+"""The events handed to functions, one class per trigger kind, and `Commit`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import HttpError
+
+if TYPE_CHECKING:
+    import pyarrow
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One row of DESCRIBE HISTORY, whatever source it came from."""
+
+    version: int
+    timestamp: datetime
+    operation: str
+    operation_parameters: dict[str, Any] = field(default_factory=dict)
+    operation_metrics: dict[str, Any] = field(default_factory=dict)
+    user_name: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "timestamp": self.timestamp.isoformat(),
+            "operation": self.operation,
+            "operation_parameters": self.operation_parameters,
+            "operation_metrics": self.operation_metrics,
+            "user_name": self.user_name,
+        }
+
+
+@dataclass
+class Event:
+    """What every event carries."""
+
+    function_name: str
+    invocation_id: str = ""
+    attempt: int = 1
+    simulated: bool = False
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger] = field(
+        default_factory=lambda: logging.getLogger("lakefn.function"), repr=False
+    )
+
+    trigger = "manual"
+
+
+@dataclass
+class HttpEvent(Event):
+    method: str = "GET"
+    path: str = "/"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    path_params: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    user: str | None = None
+
+    trigger = "http"
+
+    def json(self) -> Any:
+        """The body parsed as JSON; an empty body is `{}`. Not JSON: the caller gets a 400."""
+        if not self.body.strip():
+            return {}
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HttpError(400, f"request body is not valid JSON: {exc}") from None
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+@dataclass
+class TimerEvent(Event):
+    scheduled_time: datetime | None = None
+    past_due: bool = False
+
+    trigger = "timer"
+
+
+@dataclass
+class TableChangeEvent(Event):
+    table_name: str = ""
+    commits: list[Commit] = field(default_factory=list)
+    previous_version: int | None = None
+    changes_loader: Callable[[], pyarrow.Table] | None = field(default=None, repr=False)
+
+    trigger = "unity_table"
+
+    @property
+    def first_version(self) -> int | None:
+        return self.commits[0].version if self.commits else None
+
+    @property
+    def last_version(self) -> int | None:
+        return self.commits[-1].version if self.commits else None
+
+    def changes(self) -> pyarrow.Table:
+        """The change-data-feed rows of this event's versions, read on demand and cached."""
+        cached = getattr(self, "_changes", None)
+        if cached is not None:
+            return cached
+        if self.changes_loader is None:
+            from ._exceptions import ChangeDataFeedUnavailable
+
+            raise ChangeDataFeedUnavailable(self.table_name, "no source to read changes from")
+        result = self.changes_loader()
+        object.__setattr__(self, "_changes", result)
+        return result
