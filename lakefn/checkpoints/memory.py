@@ -1,0 +1,54 @@
+"""Checkpoints in a dict: the default for tests and one-off runs; gone when the process ends."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from .._exceptions import CheckpointConflict
+from ..abc import CheckpointStore
+
+
+class MemoryCheckpointStore(CheckpointStore):
+    """Same semantics as `SQLiteCheckpointStore`, shared by the threads of one process.
+
+    `clock` gives lease expiry times in seconds (wall clock by default), so tests can expire a
+    lease without sleeping.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._versions: dict[str, int] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def load(self, key: str) -> int | None:
+        with self._lock:
+            return self._versions.get(key)
+
+    def save(self, key: str, version: int, *, expected: int | None) -> None:
+        with self._lock:
+            found = self._versions.get(key)
+            if found != expected:
+                raise CheckpointConflict(key, expected, found)
+            self._versions[key] = version
+
+    def acquire(self, key: str, owner: str, ttl: float) -> bool:
+        with self._lock:
+            now = self._clock()
+            holder = self._leases.get(key)
+            if holder is not None and holder[0] != owner and holder[1] > now:
+                return False
+            self._leases[key] = (owner, now + ttl)
+            return True
+
+    def release(self, key: str, owner: str) -> None:
+        with self._lock:
+            holder = self._leases.get(key)
+            if holder is not None and holder[0] == owner:
+                del self._leases[key]
+
+    def items(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self._versions.items()))
