@@ -17,11 +17,47 @@ from ._exceptions import (
     TableError,
     TableNameError,
     TableNotFound,
+    WrongTrigger,
 )
 from ._tablename import TableName
 from .events import Commit, Event, HttpEvent, TableChangeEvent, TimerEvent
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from .journal import Invocation, Journal
+    from .project import Project
+    from .runtime import Runtime
+
 __version__ = "0.1.0"
+
+# FastAPI, APScheduler and the runtime load on first use, so `import lakefn` stays light for
+# function modules and notebooks.
+_LAZY = {
+    "Runtime": "runtime",
+    "Invocation": "journal",
+    "Journal": "journal",
+    "Project": "project",
+    "load_project": "project",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lakefn' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"lakefn.{module}"), name)
+
+
+def create_app(path: str | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """The FastAPI app serving the project at `path` (default: app.yaml in the working
+    directory): `app = lakefn.create_app()` in app.py, then `uvicorn app:app`."""
+    from .server import create_app as _create_app
+
+    return _create_app(path, runtime=runtime)
 
 __all__ = [
     "ChangeDataFeedUnavailable",
@@ -33,6 +69,10 @@ __all__ = [
     "FunctionNotFound",
     "HistoryGap",
     "HttpError",
+    "Invocation",
+    "Journal",
+    "Project",
+    "Runtime",
     "HttpEvent",
     "InvocationTimeout",
     "LakefnError",
@@ -44,5 +84,8 @@ __all__ = [
     "TableNameError",
     "TableNotFound",
     "TimerEvent",
+    "WrongTrigger",
     "__version__",
+    "create_app",
+    "load_project",
 ]

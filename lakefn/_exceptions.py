@@ -4,7 +4,8 @@
     ├── ConfigError            app.yaml is wrong (all of its problems, with file, line, field)
     ├── FunctionError
     │   ├── FunctionNotFound   no function of that name in the project
-    │   └── FunctionLoadError  a function module cannot be imported or has no `main`
+    │   ├── FunctionLoadError  a function module cannot be imported or has no `main`
+    │   └── WrongTrigger       asked to fire a timer or simulate a table on another kind
     ├── HttpError              raised by a function to answer with a status (not a failure)
     ├── InvocationTimeout      a function ran past its `timeout`
     ├── TableError
@@ -71,6 +72,14 @@ class FunctionLoadError(FunctionError):
         super().__init__(f"function {name!r} ({path}) cannot be loaded: {reason}")
 
 
+class WrongTrigger(FunctionError):
+    def __init__(self, name: str, actual: str, wanted: str) -> None:
+        self.name = name
+        self.actual = actual
+        self.wanted = wanted
+        super().__init__(f"function {name!r} has a {actual} trigger, not {wanted}")
+
+
 class HttpError(LakefnError):
     """Raise from an HTTP function to answer with `status` and a JSON `{"detail": ...}`."""
 
@@ -91,7 +100,7 @@ class TableError(LakefnError):
     """A problem reading a table's history or changes."""
 
 
-class TableNameError(TableError):
+class TableNameError(TableError, ValueError):
     def __init__(self, name: object, reason: str) -> None:
         self.name = name
         self.reason = reason

@@ -1,0 +1,80 @@
+"""An asyncio event loop on a thread of its own.
+
+The notebook runs the server here, and the synchronous API (`Runtime.invoke_sync`, the pytest
+fixture, the CLI) runs coroutines here. It never touches the caller's loop, so it works the
+same in a Jupyter kernel whose loop is already running, with or without nest_asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    def __init__(self, name: str = "lakefn-loop") -> None:
+        self._name = name
+        self._ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> LoopThread:
+        if self.thread is not None and self.thread.is_alive():
+            return self
+        self._ready.clear()
+        self.thread = threading.Thread(target=self._main, name=self._name, daemon=True)
+        self.thread.start()
+        self._ready.wait()
+        return self
+
+    def _main(self) -> None:
+        # A fresh loop from the default policy: nest_asyncio patches the loop *class*'s
+        # run methods, which is harmless to a loop that is only ever run here.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self.loop = loop
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        if self.loop is None or not self.running:
+            coro.close()
+            raise RuntimeError("the loop thread is not running")
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))  # type: ignore[return-value]
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `coro` on the loop thread and wait for its result from this (other) thread."""
+        if self.loop is None or not self.running:
+            coro.close()
+            raise RuntimeError("the loop thread is not running")
+        if threading.current_thread() is self.thread:
+            coro.close()
+            raise RuntimeError("LoopThread.run called from its own thread would deadlock")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.loop is not None and self.running:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        if self.thread is not None:
+            self.thread.join(timeout)
+        self.thread = None
+        self.loop = None

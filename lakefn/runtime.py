@@ -1,0 +1,211 @@
+"""The runtime: a loaded project with its functions, invoker, journal, timers and watchers.
+
+Everything that runs a project (the server, the notebook, the pytest fixture, the CLI) holds one
+`Runtime`. Its table source, checkpoint store and clock are handed in as instances; left out,
+they are chosen from app.yaml when first needed, so importing and loading stay light.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._loopthread import LoopThread
+from .abc import CheckpointStore, Clock, SystemClock, TableSource
+from .config import HttpTrigger, TableTrigger, TimerTrigger
+from .events import HttpEvent
+from .functions import FunctionRegistry
+from .invoker import Invoker
+from .journal import Invocation, Journal
+from .project import Project, load_functions, load_project
+from .triggers.timer import TimerRunner
+
+if TYPE_CHECKING:
+    import os
+
+    from .triggers.table import TableWatcher
+
+logger = logging.getLogger("lakefn")
+T = TypeVar("T")
+
+
+class Runtime:
+    def __init__(
+        self,
+        project: Project,
+        *,
+        registry: FunctionRegistry | None = None,
+        journal: Journal | None = None,
+        table_source: TableSource | None = None,
+        checkpoints: CheckpointStore | None = None,
+        clock: Clock | None = None,
+        timer_trigger_factory: Callable[[TimerTrigger], Any] | None = None,
+    ) -> None:
+        self.project = project
+        self.config = project.config
+        self.registry = registry or load_functions(project)
+        self.journal = journal or Journal()
+        self.invoker = Invoker(self.registry, self.journal)
+        self.clock = clock or SystemClock()
+        self._table_source = table_source
+        self._checkpoints = checkpoints
+        self._lock = threading.Lock()
+        self.timers = TimerRunner(self, trigger_factory=timer_trigger_factory)
+        self._watcher: TableWatcher | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._portal: LoopThread | None = None
+        self.started = False
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Runtime:
+        """Load app.yaml (default: the working directory's) and every function module."""
+        return cls(load_project(path), **kwargs)
+
+    # -- parts chosen on first use -------------------------------------------------------
+
+    @property
+    def table_source(self) -> TableSource:
+        with self._lock:
+            if self._table_source is None:
+                from .sources.selection import select_source
+
+                self._table_source = select_source(self.project)
+            return self._table_source
+
+    @property
+    def checkpoints(self) -> CheckpointStore:
+        with self._lock:
+            if self._checkpoints is None:
+                from .checkpoints.sqlite import SQLiteCheckpointStore
+
+                self._checkpoints = SQLiteCheckpointStore(self.project.state_path)
+            return self._checkpoints
+
+    @property
+    def watcher(self) -> TableWatcher:
+        if self._watcher is None:
+            from .triggers.table import TableWatcher
+
+            self._watcher = TableWatcher(self)
+        return self._watcher
+
+    def functions_of(self, kind: type) -> list[str]:
+        return [f.name for f in self.config.functions if isinstance(f.trigger, kind)]
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start timers and table watchers on the running loop (the server's lifespan)."""
+        if self.started:
+            return
+        self._loop = asyncio.get_running_loop()
+        await self.timers.start()
+        if self.functions_of(TableTrigger):
+            await self.watcher.start()
+        self.started = True
+        logger.info("lakefn started: %d functions from %s", len(self.registry.names), self.project.path)
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        await self.timers.stop()
+        if self._watcher is not None:
+            await self._watcher.stop()
+        self._loop = None
+
+    def close(self) -> None:
+        """Release everything: threads, connections, files. The runtime is done after this."""
+        if self._portal is not None:
+            self._portal.stop()
+            self._portal = None
+        self.invoker.close()
+        if self._table_source is not None:
+            self._table_source.close()
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+
+    # -- doing things by hand --------------------------------------------------------------
+
+    async def invoke(self, name: str, payload: Any = None) -> Invocation:
+        """Run one function once, as its trigger would, with `payload` as its input:
+        the JSON body for HTTP functions; for table functions, a simulated commit."""
+        config = self.registry.config(name)
+        trigger = config.trigger
+        if isinstance(trigger, TimerTrigger):
+            return await self.timers.fire(name)
+        if isinstance(trigger, TableTrigger):
+            payload = payload if isinstance(payload, dict) else {}
+            return await self.watcher.simulate(name, **payload)
+        assert isinstance(trigger, HttpTrigger)
+        body = b"" if payload is None else json.dumps(payload).encode()
+
+        def make_event() -> HttpEvent:
+            return HttpEvent(
+                function_name=name,
+                method=trigger.method,
+                path=trigger.endpoint,
+                headers={"content-type": "application/json"} if body else {},
+                body=body,
+            )
+
+        return await self.invoker.invoke(name, make_event, detail={"manual": True})
+
+    async def fire_timer(self, name: str, at: datetime | None = None) -> Invocation:
+        return await self.timers.fire(name, at=at)
+
+    async def simulate_table_change(self, name: str, **kwargs: Any) -> Invocation:
+        return await self.watcher.simulate(name, **kwargs)
+
+    def reload(self, name: str | None = None) -> list[str]:
+        """Re-import one function (or all) from its file; the server keeps serving meanwhile."""
+        names = [name] if name else self.registry.names
+        for each in names:
+            self.registry.reload(each)
+        return names
+
+    # -- the same, from synchronous code ---------------------------------------------------
+
+    def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run a coroutine on the runtime's loop (or a private one) from a thread without one
+        running, or from a notebook cell whose loop is busy running the cell."""
+        loop = self._loop
+        if loop is not None and loop.is_running() and not _on_loop(loop):
+            return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+        if self._portal is None or not self._portal.running:
+            self._portal = LoopThread("lakefn-sync").start()
+        return self._portal.run(coro, timeout)
+
+    def invoke_sync(self, name: str, payload: Any = None) -> Invocation:
+        return self.run_sync(self.invoke(name, payload))
+
+    def describe(self) -> list[dict[str, Any]]:
+        """What /lakefn/functions shows: each function with its trigger."""
+        out = []
+        for fn in self.config.functions:
+            trigger = fn.trigger.model_dump(exclude_none=True)
+            if fn.table is not None:
+                trigger["table_name"] = str(fn.table)
+            last = self.journal.entries(limit=1, function=fn.name)
+            out.append(
+                {
+                    "name": fn.name,
+                    "trigger": trigger,
+                    "retry": fn.retry.model_dump(),
+                    "timeout": fn.timeout,
+                    "last_invocation": last[0].to_dict() if last else None,
+                }
+            )
+        return out
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

@@ -1,0 +1,138 @@
+"""HTTP triggers: one FastAPI route per function, as declared in app.yaml."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from .._exceptions import HttpError
+from ..config import HttpTrigger
+from ..events import HttpEvent
+from ..journal import Invocation
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def mount(app: FastAPI, runtime: Runtime) -> None:
+    limit = runtime.config.http.max_body_bytes
+    for fn in runtime.config.functions:
+        if isinstance(fn.trigger, HttpTrigger):
+            app.add_api_route(
+                fn.trigger.endpoint,
+                _endpoint(runtime, fn.name, limit),
+                methods=[fn.trigger.method],
+                name=fn.name,
+                summary=fn.name,
+                description=fn.description or f"lakefn function `{fn.name}`",
+                tags=["functions"],
+                response_model=None,
+            )
+
+
+def _endpoint(runtime: Runtime, name: str, limit: int) -> Any:
+    invoker = runtime.invoker
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            body = await _read_body(request, limit)
+        except BodyTooLarge:
+            return JSONResponse(
+                {"detail": f"request body is larger than the limit of {limit} bytes"},
+                status_code=413,
+            )
+        headers = request.headers
+        event_headers = dict(headers)
+        user = headers.get("x-forwarded-email") or headers.get("x-forwarded-user")
+        path_params = dict(request.path_params)
+        query = dict(request.query_params)
+        method, path = request.method, request.url.path
+
+        def make_event() -> HttpEvent:
+            return HttpEvent(
+                function_name=name,
+                method=method,
+                path=path,
+                headers=event_headers,
+                query=query,
+                path_params=path_params,
+                body=body,
+                user=user,
+            )
+
+        invocation = await invoker.invoke(name, make_event)
+        return to_response(invocation)
+
+    endpoint.__name__ = name
+    return endpoint
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit():
+        if int(declared) > limit:
+            raise BodyTooLarge
+        return await request.body()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def to_response(invocation: Invocation) -> Response:
+    """Map what the function returned (or raised) to an HTTP answer, per the contract."""
+    exc = invocation.exception
+    if isinstance(exc, HttpError):
+        return JSONResponse({"detail": jsonable_encoder(exc.detail)}, status_code=exc.status)
+    if invocation.status == "timeout":
+        return JSONResponse(
+            {"error": f"function {invocation.function!r} timed out", "invocation_id": invocation.id},
+            status_code=504,
+        )
+    if invocation.status != "ok":
+        return JSONResponse(
+            {
+                "error": f"function {invocation.function!r} failed; see the log for this invocation",
+                "invocation_id": invocation.id,
+            },
+            status_code=500,
+        )
+    return _result_response(invocation.result, invocation)
+
+
+def _result_response(result: Any, invocation: Invocation) -> Response:
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(status_code=204)
+    if isinstance(result, str):
+        return PlainTextResponse(result)
+    if isinstance(result, (bytes, bytearray)):
+        return Response(bytes(result), media_type="application/octet-stream")
+    try:
+        content = json.dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        # datetimes, pydantic models, dataclasses...: FastAPI's encoder knows them.
+        try:
+            content = json.dumps(jsonable_encoder(result), ensure_ascii=False)
+        except Exception:  # noqa: BLE001
+            return JSONResponse(
+                {
+                    "error": f"function {invocation.function!r} returned a "
+                    f"{type(result).__name__} that cannot be sent as JSON",
+                    "invocation_id": invocation.id,
+                },
+                status_code=500,
+            )
+    return Response(content, media_type="application/json")

@@ -1,0 +1,398 @@
+"""unity_table triggers: watch tables for new Delta versions and hand them over, at least once.
+
+Per function, every `check_interval` seconds: read the checkpoint (the last version handed over
+successfully), ask the source for commits after it, and hand the whole new range to the function
+in one call. The checkpoint moves only after the function succeeds (a compare-and-set), so a
+failure or a crash means the same range is delivered again; a version is never skipped silently.
+
+Two processes sharing a state file take turns through a lease per (function, table): only the
+holder checks and delivers, and it keeps the lease renewed while its function runs.
+
+History gaps (versions removed by log retention before they were handed over) are reported
+plainly — logged as an error, shown in /lakefn/tables and the journal — and delivery resumes at
+the oldest version still available. Nothing can bring the lost commits back; stopping forever
+would only add an outage to the loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._exceptions import (
+    CheckpointConflict,
+    HistoryGap,
+    LakefnError,
+    SourceUnavailable,
+    TableNotFound,
+    WrongTrigger,
+)
+from .._tablename import TableName
+from ..config import TableTrigger
+from ..events import Commit, TableChangeEvent
+from ..journal import Invocation
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pyarrow
+
+    from ..runtime import Runtime
+
+logger = logging.getLogger("lakefn.tables")
+T = TypeVar("T")
+
+#: most commits handed over in one call; a longer backlog arrives in several calls, in order
+MAX_BATCH = 1000
+
+
+@dataclass
+class WatchState:
+    """What /lakefn/tables shows for one watched (function, table)."""
+
+    function: str
+    table: TableName
+    check_interval: float
+    last_processed: int | None = None
+    latest_seen: int | None = None
+    pending_since: datetime | None = None
+    last_check: datetime | None = None
+    last_success: datetime | None = None
+    last_error: str | None = None
+    error_kind: str | None = None
+    consecutive_failures: int = 0
+    gaps: list[dict[str, int]] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.function}|{self.table}"
+
+    def to_dict(self, source: str) -> dict[str, Any]:
+        lag_versions = (
+            max(0, self.latest_seen - self.last_processed)
+            if self.latest_seen is not None and self.last_processed is not None
+            else None
+        )
+        lag_seconds = (
+            round((datetime.now(timezone.utc) - self.pending_since).total_seconds(), 3)
+            if self.pending_since is not None and lag_versions
+            else 0.0
+        )
+        return {
+            "function": self.function,
+            "table": str(self.table),
+            "source": source,
+            "check_interval": self.check_interval,
+            "last_processed_version": self.last_processed,
+            "latest_version": self.latest_seen,
+            "lag_versions": lag_versions,
+            "lag_seconds": lag_seconds,
+            "last_check": self.last_check.isoformat() if self.last_check else None,
+            "last_success": self.last_success.isoformat() if self.last_success else None,
+            "last_error": self.last_error,
+            "consecutive_failures": self.consecutive_failures,
+            "gaps": self.gaps,
+        }
+
+
+class TableWatcher:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.states: dict[str, WatchState] = {}
+        for fn in runtime.config.functions:
+            if isinstance(fn.trigger, TableTrigger) and fn.table is not None:
+                self.states[fn.name] = WatchState(fn.name, fn.table, fn.trigger.check_interval)
+        concurrency = runtime.config.tables.concurrency
+        self._pool: ThreadPoolExecutor | None = None
+        self._concurrency = concurrency
+        self._limit: asyncio.Semaphore | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._limit = asyncio.Semaphore(self._concurrency)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="lakefn-tables")
+        self._tasks = [
+            asyncio.create_task(self._watch(name), name=f"lakefn-watch-{name}") for name in self.states
+        ]
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            for state in self.states.values():
+                await asyncio.get_running_loop().run_in_executor(
+                    pool, self.runtime.checkpoints.release, state.key, self.owner
+                )
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _watch(self, name: str) -> None:
+        state = self.states[name]
+        while True:
+            try:
+                await self.check(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one table's trouble never stops the others
+                self._note_error(state, "internal", f"{type(exc).__name__}: {exc}", exc)
+            await asyncio.sleep(state.check_interval)
+
+    # -- one check -------------------------------------------------------------------------
+
+    async def check(self, name: str) -> Invocation | None:
+        """Look once for new versions of the function's table; deliver them if there are."""
+        state = self.states[name]
+        state.last_check = datetime.now(timezone.utc)
+        checkpoints = self.runtime.checkpoints
+        lease_ttl = max(10.0, 3 * state.check_interval)
+        if not await self._io(checkpoints.acquire, state.key, self.owner, lease_ttl):
+            return None  # another process delivers this table's versions
+        try:
+            last = await self._io(checkpoints.load, state.key)
+            if last is None:
+                last = await self._first_checkpoint(state)
+                if last is None:
+                    return None
+            state.last_processed = last
+            latest = await self._io(self.runtime.table_source.latest_version, state.table)
+            state.latest_seen = latest
+            if latest <= last:
+                state.pending_since = None
+                self._recovered(state)
+                return None
+            commits = await self._io(
+                self.runtime.table_source.commits_since, state.table, last, MAX_BATCH
+            )
+        except (TableNotFound, SourceUnavailable, HistoryGap) as exc:
+            self._note_error(state, type(exc).__name__, str(exc))
+            return None
+        self._recovered(state)
+        if not commits:
+            return None
+        state.pending_since = commits[0].timestamp
+        if commits[0].version > last + 1:
+            self._report_gap(state, last, commits[0].version)
+        return await self._deliver(state, last, commits, lease_ttl)
+
+    async def _first_checkpoint(self, state: WatchState) -> int | None:
+        """Where a function starts on its first run (`start:`): latest records the current
+        version and calls nothing; earliest delivers the whole history; N delivers from N."""
+        trigger = self.runtime.registry.config(state.function).trigger
+        assert isinstance(trigger, TableTrigger)
+        source = self.runtime.table_source
+        if trigger.start == "latest":
+            latest = await self._io(source.latest_version, state.table)
+            await self._save(state, latest, None)
+            logger.info("%s: watching %s from version %d", state.function, state.table, latest)
+            return None
+        start = 0 if trigger.start == "earliest" else int(trigger.start)
+        await self._save(state, start - 1, None)
+        return start - 1
+
+    async def _deliver(
+        self, state: WatchState, last: int, commits: list[Commit], lease_ttl: float
+    ) -> Invocation | None:
+        trigger = self.runtime.registry.config(state.function).trigger
+        assert isinstance(trigger, TableTrigger)
+        wanted = set(trigger.operations) if trigger.operations else None
+        relevant = [c for c in commits if wanted is None or c.operation.upper() in wanted]
+        end = commits[-1].version
+        if not relevant:
+            await self._save(state, end, last)
+            return None
+        table = state.table
+        source = self.runtime.table_source
+        first = relevant[0].version
+
+        def make_event() -> TableChangeEvent:
+            return TableChangeEvent(
+                function_name=state.function,
+                table_name=str(table),
+                commits=list(relevant),
+                previous_version=last,
+                changes_loader=lambda: source.changes(table, first, relevant[-1].version),
+            )
+
+        heartbeat = asyncio.create_task(self._keep_lease(state, lease_ttl))
+        try:
+            invocation = await self.runtime.invoker.invoke(
+                state.function,
+                make_event,
+                detail={"table": str(table), "versions": [first, relevant[-1].version]},
+            )
+        finally:
+            heartbeat.cancel()
+        if invocation.ok:
+            await self._save(state, end, last)
+            state.last_success = datetime.now(timezone.utc)
+            state.consecutive_failures = 0
+            state.pending_since = None
+        else:
+            state.consecutive_failures += 1
+            state.last_error = f"versions {first}..{relevant[-1].version}: {invocation.error}"
+            logger.error(
+                "%s: delivery of %s versions %d..%d failed after %d attempt(s); it will be "
+                "delivered again on the next check",
+                state.function, table, first, relevant[-1].version, invocation.attempt,
+            )
+        return invocation
+
+    async def _keep_lease(self, state: WatchState, ttl: float) -> None:
+        while True:
+            await asyncio.sleep(ttl / 3)
+            await self._io(self.runtime.checkpoints.acquire, state.key, self.owner, ttl)
+
+    async def _save(self, state: WatchState, version: int, expected: int | None) -> None:
+        try:
+            await self._io(self.runtime.checkpoints.save, state.key, version, expected=expected)
+        except CheckpointConflict as exc:
+            # Another process moved it (its lease expired on us): its value stands.
+            logger.warning("%s: %s", state.function, exc)
+            return
+        state.last_processed = version
+
+    # -- errors, once per change of state ----------------------------------------------------
+
+    def _note_error(
+        self, state: WatchState, kind: str, message: str, exc: BaseException | None = None
+    ) -> None:
+        state.last_error = message
+        if state.error_kind != kind:
+            state.error_kind = kind
+            logger.error("%s: %s", state.function, message, exc_info=exc)
+
+    def _recovered(self, state: WatchState) -> None:
+        if state.error_kind is not None:
+            logger.info("%s: %s is readable again", state.function, state.table)
+            state.error_kind = None
+            state.last_error = None
+
+    def _report_gap(self, state: WatchState, last: int, first_available: int) -> None:
+        gap = HistoryGap(str(state.table), last, first_available)
+        state.gaps.append({"after": last, "resumed_at": first_available})
+        state.gaps = state.gaps[-20:]
+        logger.error("%s: %s; resuming at version %d", state.function, gap, first_available)
+        self.runtime.journal.record(
+            Invocation(
+                id=uuid.uuid4().hex[:16],
+                function=state.function,
+                trigger="unity_table",
+                started_at=datetime.now(timezone.utc),
+                status="error",
+                duration=0.0,
+                error=str(gap),
+                detail={"table": str(state.table), "gap": [last + 1, first_available - 1]},
+            )
+        )
+
+    async def _io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking source or store call on the watcher's threads, bounded."""
+        loop = asyncio.get_running_loop()
+        if self._limit is None:
+            self._limit = asyncio.Semaphore(self._concurrency)
+        call = (lambda: fn(*args, **kwargs)) if kwargs else (lambda: fn(*args))
+        async with self._limit:
+            return await loop.run_in_executor(self._pool, call)
+
+    # -- status and simulation ---------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        source = self.runtime.table_source.name if self.states else ""
+        return [state.to_dict(source) for state in self.states.values()]
+
+    async def simulate(
+        self,
+        name: str,
+        operation: str = "WRITE",
+        rows: list[dict[str, Any]] | None = None,
+        version: int | None = None,
+        replay_from: int | None = None,
+    ) -> Invocation:
+        """Hand the function a fabricated commit (or real history from `replay_from`), exactly
+        as the watcher would, marked simulated. No checkpoint moves."""
+        state = self.states.get(name)
+        if state is None:
+            kind = self.runtime.registry.config(name).trigger.type  # FunctionNotFound first
+            raise WrongTrigger(name, kind, "unity_table")
+        source = self.runtime.table_source
+        if replay_from is not None:
+            commits = await self._io(source.commits_since, state.table, replay_from - 1, MAX_BATCH)
+            if not commits:
+                raise LakefnError(f"{state.table} has no versions from {replay_from} on to replay")
+
+            def loader() -> pyarrow.Table:
+                return source.changes(state.table, commits[0].version, commits[-1].version)
+        else:
+            commits, loader = await self._fabricate(state, operation, rows, version)
+        previous = commits[0].version - 1
+
+        def make_event() -> TableChangeEvent:
+            return TableChangeEvent(
+                function_name=name,
+                simulated=True,
+                table_name=str(state.table),
+                commits=list(commits),
+                previous_version=previous,
+                changes_loader=loader,
+            )
+
+        detail = {
+            "table": str(state.table),
+            "versions": [commits[0].version, commits[-1].version],
+            "operation": commits[-1].operation,
+        }
+        return await self.runtime.invoker.invoke(name, make_event, detail=detail)
+
+    async def _fabricate(
+        self, state: WatchState, operation: str, rows: list[dict[str, Any]] | None, version: int | None
+    ) -> tuple[list[Commit], Callable[[], pyarrow.Table]]:
+        if version is None:
+            try:
+                version = await self._io(self.runtime.table_source.latest_version, state.table) + 1
+            except (TableNotFound, SourceUnavailable):
+                version = (state.last_processed or -1) + 1
+        now = datetime.now(timezone.utc)
+        operation = operation.upper()
+        metrics = {"numOutputRows": len(rows)} if rows is not None else {}
+        commit = Commit(
+            version=version,
+            timestamp=now,
+            operation=operation,
+            operation_parameters={"simulated": True},
+            operation_metrics=metrics,
+            user_name="lakefn simulate",
+            raw={"version": version, "timestamp": now, "operation": operation, "simulated": True},
+        )
+        change_type = "delete" if operation == "DELETE" else "insert"
+
+        def loader() -> pyarrow.Table:
+            import pyarrow as pa
+
+            records = [
+                {**row, "_change_type": change_type, "_commit_version": version, "_commit_timestamp": now}
+                for row in rows or []
+            ]
+            if not records:
+                return pa.table(
+                    {
+                        "_change_type": pa.array([], pa.string()),
+                        "_commit_version": pa.array([], pa.int64()),
+                        "_commit_timestamp": pa.array([], pa.timestamp("us", tz="UTC")),
+                    }
+                )
+            return pa.Table.from_pylist(records)
+
+        return [commit], loader

@@ -1,0 +1,130 @@
+"""Timer triggers: 5-field cron on APScheduler 3, running on the server's event loop.
+
+A tick that comes while the previous run of the same function is still going is skipped
+(APScheduler's `max_instances=1`) and the skip is recorded in the journal. A tick that starts
+more than `PAST_DUE_GRACE` seconds after its scheduled time is handed over with `past_due`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import WrongTrigger
+from ..config import TimerTrigger
+from ..events import TimerEvent
+from ..journal import Invocation
+
+if TYPE_CHECKING:
+    from apscheduler.events import JobSubmissionEvent
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from ..runtime import Runtime
+
+logger = logging.getLogger("lakefn.timer")
+
+#: seconds a tick may start after its scheduled time and still not be `past_due`
+PAST_DUE_GRACE = 1.0
+
+
+def cron_trigger(trigger: TimerTrigger) -> Any:
+    from apscheduler.triggers.cron import CronTrigger
+
+    return CronTrigger.from_crontab(trigger.schedule, timezone=trigger.timezone)
+
+
+class TimerRunner:
+    def __init__(
+        self, runtime: Runtime, trigger_factory: Callable[[TimerTrigger], Any] | None = None
+    ) -> None:
+        self.runtime = runtime
+        self.trigger_factory = trigger_factory or cron_trigger
+        self.scheduler: AsyncIOScheduler | None = None
+        self._scheduled: dict[str, datetime] = {}
+
+    def names(self) -> list[str]:
+        return self.runtime.functions_of(TimerTrigger)
+
+    async def start(self) -> None:
+        names = self.names()
+        if not names:
+            return
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        scheduler.add_listener(self._on_submission, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
+        for name in names:
+            trigger = self.runtime.registry.config(name).trigger
+            assert isinstance(trigger, TimerTrigger)
+            scheduler.add_job(
+                self._tick,
+                self.trigger_factory(trigger),
+                args=[name],
+                id=name,
+                name=name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,  # late ticks still run, marked past_due
+            )
+        scheduler.start()
+        self.scheduler = scheduler
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+
+    def next_run_times(self) -> dict[str, datetime | None]:
+        if self.scheduler is None:
+            return {}
+        return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
+
+    def _on_submission(self, event: JobSubmissionEvent) -> None:
+        # Runs on the loop right after APScheduler creates the job's task and before the task
+        # starts: the only public place that knows the tick's scheduled time.
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+
+        scheduled = event.scheduled_run_times[-1]
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            self._record_skip(event.job_id, scheduled)
+        else:
+            self._scheduled[event.job_id] = scheduled
+
+    def _record_skip(self, name: str, scheduled: datetime) -> None:
+        logger.warning("%s: tick of %s skipped, the previous run is still going", name, scheduled)
+        self.runtime.journal.record(
+            Invocation(
+                id=uuid.uuid4().hex[:16],
+                function=name,
+                trigger="timer",
+                started_at=datetime.now(timezone.utc),
+                status="skipped",
+                duration=0.0,
+                error="previous run still going",
+                detail={"scheduled_time": scheduled.isoformat()},
+            )
+        )
+
+    async def _tick(self, name: str) -> None:
+        scheduled = self._scheduled.pop(name, None)
+        await self.fire(name, at=scheduled)
+
+    async def fire(self, name: str, at: datetime | None = None) -> Invocation:
+        """Run a timer function for the tick scheduled at `at` (default: now)."""
+        if not isinstance(self.runtime.registry.config(name).trigger, TimerTrigger):
+            raise WrongTrigger(name, self.runtime.registry.config(name).trigger.type, "timer")
+        now = self.runtime.clock.now()
+        scheduled = at or now
+        if scheduled.tzinfo is None:
+            scheduled = scheduled.replace(tzinfo=timezone.utc)
+        past_due = now - scheduled > timedelta(seconds=PAST_DUE_GRACE)
+
+        def make_event() -> TimerEvent:
+            return TimerEvent(function_name=name, scheduled_time=scheduled, past_due=past_due)
+
+        detail = {"scheduled_time": scheduled.isoformat(), "past_due": past_due}
+        return await self.runtime.invoker.invoke(name, make_event, detail=detail)
