@@ -89,3 +89,17 @@ __all__ = [
     "create_app",
     "load_project",
 ]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """`%load_ext lakefn`: registers the `%lakefn` magics."""
+    from .notebook.extension import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """`%unload_ext lakefn`: stops the server and forgets the project."""
+    from .notebook.extension import unload
+
+    unload(ipython)

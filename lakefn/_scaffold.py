@@ -1,0 +1,20 @@
+"""`lakefn init DIR`: a project that serves at once and tests itself."""
+
+from __future__ import annotations
+
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from ._exceptions import LakefnError
+
+
+def create_project(target: Path) -> Path:
+    target = target.resolve()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise LakefnError(f"{target} already exists and is not empty; pick a new folder")
+    template = resources.files("lakefn") / "templates" / "project"
+    with resources.as_file(template) as source:
+        shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    (target / "gitignore").rename(target / ".gitignore")
+    return target

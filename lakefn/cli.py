@@ -1,0 +1,241 @@
+"""`lakefn`: serve, validate, invoke, simulate, list functions, scaffold, local tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._exceptions import ConfigError, LakefnError
+
+DEFAULT_PORT = 8000
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except LakefnError as exc:
+        print(f"lakefn {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lakefn", description="Python functions on HTTP calls, cron ticks and Delta table versions."
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="serve the project (HTTP routes, timers, table watchers)")
+    _app_arg(p)
+    p.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 under Databricks Apps)")
+    p.add_argument("--port", type=_port, help=f"port (default $DATABRICKS_APP_PORT or {DEFAULT_PORT})")
+    p.add_argument("--reload", action="store_true", help="restart when project files change")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(run=_serve)
+
+    p = sub.add_parser("validate", help="check app.yaml and import every function")
+    p.add_argument("app", nargs="?", help="app.yaml or its folder (default: .)")
+    p.set_defaults(run=_validate)
+
+    p = sub.add_parser("functions", help="list the project's functions and triggers")
+    _app_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=_functions)
+
+    p = sub.add_parser("invoke", help="run one function once and print its result")
+    p.add_argument("name")
+    p.add_argument("--data", "-d", help="JSON input (the HTTP body), or @file.json")
+    _app_arg(p)
+    p.set_defaults(run=_invoke)
+
+    p = sub.add_parser("simulate", help="run a unity_table function as if its table got a new commit")
+    p.add_argument("name")
+    p.add_argument("--operation", "-o", default="WRITE", help="the commit's operation (default WRITE)")
+    p.add_argument("--rows", help="JSON list of changed rows, or @file.json")
+    p.add_argument("--version", type=_version_number, help="version of the simulated commit")
+    p.add_argument("--replay-from", type=_version_number, metavar="V", help="replay real history from version V")
+    _app_arg(p)
+    p.set_defaults(run=_simulate)
+
+    p = sub.add_parser("init", help="create a new project that serves out of the box")
+    p.add_argument("dir")
+    p.set_defaults(run=_init)
+
+    from ._tables_cli import add_tables_parser
+
+    add_tables_parser(sub, _app_arg)
+    return parser
+
+
+def _app_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--app", "-a", help="app.yaml or its folder (default: .)")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"lakefn {__version__}"
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a number, not {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535)")
+    return port
+
+
+def _version_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a table version is a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a table version is 0 or more")
+    return value
+
+
+def read_json_arg(text: str | None, what: str) -> Any:
+    """Parse a JSON argument, or the file it names with a leading @."""
+    if text is None:
+        return None
+    source = "argument"
+    if text.startswith("@"):
+        source = text[1:]
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise LakefnError(f"cannot read {what} from {source}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise LakefnError(f"{what} is not valid JSON ({source}): {exc}") from None
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ._serve import serve
+
+    env_port = os.environ.get("DATABRICKS_APP_PORT")
+    port = args.port if args.port is not None else _port(env_port) if env_port else DEFAULT_PORT
+    host = args.host or ("0.0.0.0" if env_port else "127.0.0.1")
+    return serve(args.app, host=host, port=port, reload=args.reload, log_level=args.log_level)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .project import load_functions, load_project
+
+    project = load_project(args.app, apply_env=False)
+    registry = load_functions(project)
+    kinds: dict[str, int] = {}
+    for fn in project.config.functions:
+        kinds[fn.kind] = kinds.get(fn.kind, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in kinds.items()) or "no functions"
+    print(f"{project.path}: ok ({len(registry.names)} functions: {summary})")
+    return 0
+
+
+def _functions(args: argparse.Namespace) -> int:
+    from .project import load_project
+
+    project = load_project(args.app, apply_env=False)
+    rows = []
+    for fn in project.config.functions:
+        t = fn.trigger
+        what = {
+            "http": lambda: f"{getattr(t, 'method', '')} {getattr(t, 'endpoint', '')}",
+            "timer": lambda: f"{getattr(t, 'schedule', '')} ({getattr(t, 'timezone', '')})",
+            "unity_table": lambda: f"{fn.table} every {getattr(t, 'check_interval', 0):g} s",
+        }[fn.kind]()
+        rows.append({"name": fn.name, "trigger": fn.kind, "on": what})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max([len(r["name"]) for r in rows] + [4])
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['trigger']:<11}  {r['on']}")
+    return 0
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from .runtime import Runtime
+
+    payload = read_json_arg(args.data, "--data")
+    runtime = Runtime.from_path(args.app)
+    try:
+        invocation = runtime.invoke_sync(args.name, payload)
+    finally:
+        runtime.close()
+    return _report(invocation)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from .runtime import Runtime
+
+    rows = read_json_arg(args.rows, "--rows")
+    if rows is not None and not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
+        raise LakefnError("--rows must be a JSON list of objects, one per changed row")
+    runtime = Runtime.from_path(args.app)
+    try:
+        coro = runtime.simulate_table_change(
+            args.name,
+            operation=args.operation,
+            rows=rows,
+            version=args.version,
+            replay_from=args.replay_from,
+        )
+        invocation = runtime.run_sync(coro)
+    finally:
+        runtime.close()
+    return _report(invocation)
+
+
+def _report(invocation: Any) -> int:
+    if not invocation.ok:
+        print(f"{invocation.function} {invocation.status} (invocation {invocation.id}):", file=sys.stderr)
+        print(f"  {invocation.error}", file=sys.stderr)
+        return 1
+    result = invocation.result
+    if isinstance(result, str):
+        print(result)
+    elif result is not None:
+        from fastapi.encoders import jsonable_encoder
+
+        try:
+            print(json.dumps(jsonable_encoder(result), indent=2, ensure_ascii=False))
+        except (TypeError, ValueError):
+            print(repr(result))
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from ._scaffold import create_project
+
+    target = create_project(Path(args.dir))
+    print(f"created {target}")
+    print(f"  cd {args.dir} && lakefn serve       # then: curl -X POST localhost:8000/hello -d '{{}}'")
+    print(f"  cd {args.dir} && pytest             # the project's own tests")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

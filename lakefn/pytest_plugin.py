@@ -1,0 +1,1 @@
+"""The `lakefn` pytest fixture (registered through the `pytest11` entry point)."""

@@ -1,0 +1,3 @@
+import lakefn
+
+app = lakefn.create_app()
