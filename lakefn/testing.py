@@ -1,0 +1,497 @@
+"""Testing lakefn functions: the harness behind the `lakefn` pytest fixture, and fakes.
+
+The fixture (`lakefn.pytest_plugin`) hands each test a `LakefnHarness`; the same class works
+without pytest as a context manager:
+
+    with LakefnHarness("app.yaml", tmp_dir) as lakefn:
+        assert lakefn.invoke("example_http", {"name": "Ada"})["hello"] == "Ada"
+
+Everything is real: the project's app.yaml and function modules, the FastAPI app served by
+uvicorn on loopback, Delta tables on disk, checkpoints in SQLite. Only where they live is
+private to the harness: a temporary local catalog and state file, never the project's
+`.lakefn/`. Time is a `FakeClock` the test moves by hand.
+
+Running a function (`invoke`, `fire_timer`, `simulate_table_change`, `check`) returns what the
+function returned. A function that fails raises `FunctionFailed`, naming the function and the
+invocation id, with the function's own exception chained (pytest shows its traceback); the
+record of every run (status, error, duration, attempt) is in `journal` and `last_invocation`.
+An HTTP function that raises `HttpError` below 500 gave an answer, not a failure: that
+`HttpError` is raised as is, so a test can expect it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._exceptions import HttpError, LakefnError, WrongTrigger
+from ._loopthread import LoopThread
+from ._tablename import TableName
+from .abc import Clock, TableSource
+from .sources.recorded import RecordedSource
+
+if TYPE_CHECKING:
+    import types
+    from concurrent.futures import Future
+
+    import httpx
+    import pyarrow as pa
+    import uvicorn
+    from fastapi import FastAPI
+
+    from .events import Commit
+    from .journal import Invocation
+    from .project import Project
+    from .runtime import Runtime
+
+__all__ = ["FakeClock", "FunctionFailed", "LakefnHarness", "LocalTables", "RecordedSource"]
+
+T = TypeVar("T")
+
+#: seconds a run of a function (or a server start) may take before the test is told so
+DEFAULT_TIMEOUT = 60.0
+
+
+class FakeClock(Clock):
+    """A clock that stands still until a test moves it. Naive datetimes are taken as UTC.
+
+    It starts at `start`, or at the real time it was made (frozen from then on).
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = _aware(start or datetime.now(timezone.utc))
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def set(self, when: datetime) -> datetime:
+        with self._lock:
+            self._now = _aware(when)
+            return self._now
+
+    def advance(self, delta: timedelta | float = 0.0, **units: float) -> datetime:
+        """Move forward by `delta` (a timedelta or seconds) plus `units` (`minutes=5`, ...)."""
+        step = delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
+        step += timedelta(**units)
+        with self._lock:
+            self._now += step
+            return self._now
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
+
+class FunctionFailed(LakefnError):
+    """A function run from a test failed; `invocation` is its record, and the function's own
+    exception is chained as `__cause__`."""
+
+    def __init__(self, invocation: Invocation) -> None:
+        self.invocation = invocation
+        self.function = invocation.function
+        self.invocation_id = invocation.id
+        super().__init__(
+            f"function {invocation.function!r} failed (invocation {invocation.id}, "
+            f"{invocation.trigger} trigger, attempt {invocation.attempt}, "
+            f"status {invocation.status}): {invocation.error}"
+        )
+
+
+class LocalTables:
+    """Real Delta tables in the harness's temporary local catalog (`<catalog>/<schema>/<table>`).
+
+    Each write is one commit, as a Databricks job's write would be; the table watcher reads
+    them exactly as it reads any local table. Every write returns the table's new version.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, name: str) -> Path:
+        from .sources.local import path_for
+
+        return path_for(self.root, name)
+
+    def create(
+        self,
+        name: str,
+        rows: pa.Table | Sequence[dict[str, Any]],
+        *,
+        change_data_feed: bool = True,
+        partition_by: list[str] | None = None,
+    ) -> int:
+        """A new table holding `rows` (version 0), with the change data feed on by default."""
+        from .sources.local import create_table
+
+        return create_table(
+            self.root, name, rows, change_data_feed=change_data_feed, partition_by=partition_by
+        )
+
+    def append(self, name: str, rows: pa.Table | Sequence[dict[str, Any]]) -> int:
+        from .sources.local import append
+
+        return append(self.root, name, rows)
+
+    def overwrite(self, name: str, rows: pa.Table | Sequence[dict[str, Any]]) -> int:
+        from .sources.local import append
+
+        return append(self.root, name, rows, mode="overwrite")
+
+    def delete(self, name: str, predicate: str | None = None) -> int:
+        """Delete the rows matching the SQL `predicate` (all rows without one)."""
+        table = self._open(name)
+        table.delete(predicate)
+        return table.version()
+
+    def version(self, name: str) -> int:
+        return self._open(name).version()
+
+    def rows(self, name: str) -> list[dict[str, Any]]:
+        """The table's current rows."""
+        return self._open(name).to_pyarrow_table().to_pylist()
+
+    def history(self, name: str) -> list[Commit]:
+        """Every commit, oldest first, as a function's `event.commits` would hold them."""
+        from .sources.local import LocalDeltaSource
+
+        return LocalDeltaSource(self.root).commits_since(TableName.parse(name), -1)
+
+    def _open(self, name: str) -> Any:
+        from deltalake import DeltaTable
+
+        from ._exceptions import TableNotFound
+
+        path = self.path(name)
+        if not (path / "_delta_log").is_dir():
+            raise TableNotFound(str(TableName.parse(name)), f"local catalog {self.root}")
+        return DeltaTable(str(path))
+
+
+class _TestSource(TableSource):
+    """Local Delta tables, except tables whose history was recorded (`load_history`)."""
+
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        from .sources.local import LocalDeltaSource
+
+        self.local = LocalDeltaSource(root)
+        self.recorded = RecordedSource()
+
+    def _for(self, table: TableName) -> TableSource:
+        return self.recorded if table in self.recorded.tables() else self.local
+
+    def latest_version(self, table: TableName) -> int:
+        return self._for(table).latest_version(table)
+
+    def commits_since(self, table: TableName, after: int, limit: int | None = None) -> list[Commit]:
+        return self._for(table).commits_since(table, after, limit)
+
+    def changes(self, table: TableName, start: int, end: int) -> pa.Table:
+        return self._for(table).changes(table, start, end)
+
+    def close(self) -> None:
+        self.local.close()
+        self.recorded.close()
+
+
+class _Env:
+    """Environment variables set for one harness, put back as they were on `restore`."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, str | None] = {}
+
+    def set(self, name: str, value: str) -> None:
+        self._saved.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
+
+    def restore(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved.clear()
+
+
+class LakefnHarness:
+    """One project loaded for one test, with a private state file and local catalog."""
+
+    def __init__(
+        self,
+        app_yaml: str | os.PathLike[str],
+        workdir: str | os.PathLike[str],
+        *,
+        clock: Clock | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        from .checkpoints.sqlite import SQLiteCheckpointStore
+        from .project import load_project
+        from .runtime import Runtime
+
+        self.workdir = Path(workdir)
+        self.timeout = timeout
+        self.clock = clock if clock is not None else FakeClock()
+        self._env = _Env()
+        # Code that resolves paths from the project on its own (the function's, or lakefn's)
+        # lands in the temporary folder too, never in the project's .lakefn/.
+        self._env.set("LAKEFN_LOCAL_ROOT", str(self.workdir / "catalog"))
+        self._env.set("LAKEFN_STATE", str(self.workdir / "state.db"))
+        self._loop: LoopThread | None = None
+        self._server: uvicorn.Server | None = None
+        self._serving: Future[None] | None = None
+        self._client: httpx.Client | None = None
+        self._app: FastAPI | None = None
+        try:
+            self.project: Project = load_project(app_yaml, apply_env=False)
+            self._apply_env()
+            self._source = _TestSource(self.project.local_root)
+            self.tables = LocalTables(self.project.local_root)
+            self.runtime: Runtime = Runtime(
+                self.project,
+                table_source=self._source,
+                checkpoints=SQLiteCheckpointStore(self.project.state_path),
+                clock=self.clock,
+            )
+        except BaseException:
+            self._env.restore()
+            raise
+        self._loop = LoopThread("lakefn-test").start()
+
+    def _apply_env(self) -> None:
+        """app.yaml's `env`, as `Project.apply_env` does, but undone when the test ends."""
+        for var in self.project.config.env:
+            if var.name not in os.environ and var.value is not None:
+                self._env.set(var.name, var.value)
+
+    # -- running functions ---------------------------------------------------------------
+
+    def invoke(self, name: str, payload: Any = None) -> Any:
+        """Run a function once as its trigger would and return its result: `payload` is the
+        JSON body of an HTTP function; a timer fires now; a table function gets a simulated
+        commit (`payload` may hold `simulate_table_change`'s arguments)."""
+        return self._outcome(self.invoke_record(name, payload))
+
+    def invoke_record(self, name: str, payload: Any = None) -> Invocation:
+        """As `invoke`, but return the invocation record, failed or not."""
+        return self._run(self.runtime.invoke(name, payload))
+
+    def fire_timer(self, name: str, at: datetime | None = None) -> Any:
+        """Run a timer function for the tick scheduled at `at` (default: the clock's now); the
+        event is `past_due` when `at` is more than a second before `clock.now()`."""
+        return self._outcome(self._run(self.runtime.fire_timer(name, at=at)))
+
+    def simulate_table_change(
+        self,
+        name: str,
+        operation: str = "WRITE",
+        rows: list[dict[str, Any]] | None = None,
+        version: int | None = None,
+        replay_from: int | None = None,
+    ) -> Any:
+        """Hand a table function one fabricated commit (`rows` are its change rows), or the
+        table's real history from version `replay_from` on. No checkpoint moves."""
+        run = self.runtime.simulate_table_change(
+            name, operation=operation, rows=rows, version=version, replay_from=replay_from
+        )
+        return self._outcome(self._run(run))
+
+    def check(self, name: str) -> Any:
+        """One check of the real table watcher for function `name`, now: new versions of its
+        table since the checkpoint are delivered and the checkpoint moves on success.
+
+        Returns the function's result, or None when nothing was delivered (no new versions;
+        or the first check of a `start: latest` function, which records where it starts).
+        """
+        kind = self.runtime.registry.config(name).trigger.type  # FunctionNotFound first
+        if name not in self.runtime.watcher.states:
+            raise WrongTrigger(name, kind, "unity_table")
+        invocation = self._run(self.runtime.watcher.check(name))
+        return None if invocation is None else self._outcome(invocation)
+
+    def _outcome(self, invocation: Invocation) -> Any:
+        if invocation.ok:
+            if isinstance(invocation.exception, HttpError):
+                raise invocation.exception
+            return invocation.result
+        raise FunctionFailed(invocation) from invocation.exception
+
+    # -- what happened -------------------------------------------------------------------
+
+    @property
+    def journal(self) -> list[Invocation]:
+        """Every invocation recorded so far, oldest first (retries and skips included)."""
+        return list(reversed(self.runtime.journal.entries()))
+
+    @property
+    def last_invocation(self) -> Invocation | None:
+        entries = self.runtime.journal.entries(limit=1)
+        return entries[0] if entries else None
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = 10.0) -> Invocation:
+        """Wait until `name` has been invoked `count` times in all (by the background
+        triggers of `start()`, or over HTTP), and return its latest invocation."""
+        deadline = time.monotonic() + timeout
+        while True:
+            done = self.runtime.journal.entries(function=name)
+            if len(done) >= count:
+                return done[0]
+            if time.monotonic() > deadline:
+                raise LakefnError(
+                    f"{name!r} was invoked {len(done)} time(s) in {timeout:g} s, not {count}"
+                )
+            time.sleep(0.02)
+
+    # -- tables ----------------------------------------------------------------------------
+
+    @property
+    def recorded(self) -> RecordedSource:
+        """The recorded history: a table given commits here (`append_commit`, `load`) is read
+        from it instead of the local catalog."""
+        return self._source.recorded
+
+    def load_history(self, table: str, path: str | os.PathLike[str]) -> list[Commit]:
+        """Read `table` from a DESCRIBE HISTORY export (CSV from the Databricks UI, or JSON)
+        from now on, instead of the local catalog; returns its commits."""
+        return self._source.recorded.load(table, Path(path))
+
+    # -- background triggers and the server -------------------------------------------------
+
+    def start(self) -> None:
+        """Run timers and table watchers in the background, as the server does. Off unless
+        asked, so nothing fires that the test did not ask for."""
+        self._run(self.runtime.start())
+
+    def stop(self) -> None:
+        self._run(self.runtime.stop())
+
+    @property
+    def app(self) -> FastAPI:
+        """The project's FastAPI app, on this harness's runtime."""
+        if self._app is None:
+            from .server import create_app
+
+            self._app = create_app(runtime=self.runtime)
+        return self._app
+
+    @property
+    def url(self) -> str:
+        """The base URL of the app, served by uvicorn on loopback (started on first use)."""
+        if self._server is None:
+            self._serve()
+        assert self._server is not None
+        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def client(self) -> httpx.Client:
+        """An `httpx.Client` on the served app; relative URLs such as "/run-example" work."""
+        if self._client is None:
+            import httpx
+
+            # trust_env=False: a proxy configured in the environment must not see loopback calls.
+            self._client = httpx.Client(base_url=self.url, timeout=self.timeout, trust_env=False)
+        return self._client
+
+    def _serve(self) -> None:
+        import uvicorn
+
+        from ._serve import bind_socket
+
+        sock = bind_socket("127.0.0.1", 0)
+        # lifespan off: the background triggers run only after `start()`. log_config=None
+        # leaves logging as pytest set it up, so uvicorn's records reach caplog.
+        config = uvicorn.Config(
+            self.app, lifespan="off", log_config=None, timeout_graceful_shutdown=1
+        )
+        server = uvicorn.Server(config)
+        loop = self._running_loop()
+        self._serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop)
+        self._server = server
+        deadline = time.monotonic() + self.timeout
+        while not server.started:
+            if self._serving.done() or time.monotonic() > deadline:
+                self._stop_server()
+                sock.close()
+                raise LakefnError("the test server did not start on 127.0.0.1")
+            time.sleep(0.005)
+
+    def _stop_server(self) -> None:
+        server, serving = self._server, self._serving
+        self._server = self._serving = None
+        if server is None or serving is None:
+            return
+        server.should_exit = True
+        # A server that failed to start has nothing left to stop; its error was reported.
+        with contextlib.suppress(Exception):
+            serving.result(timeout=5)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the server and background triggers and release every thread and file."""
+        try:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+            self._stop_server()
+            if self._loop is not None and self.runtime.started:
+                self._run(self.runtime.stop())
+            self.runtime.close()
+        finally:
+            self._stop_loop()
+            self._env.restore()
+
+    def _stop_loop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None or loop.loop is None:
+            return
+        # The loop's default executor holds the threads that ran table reads outside
+        # `start()`; shut it down so no idle thread outlives the test.
+        try:
+            loop.run(loop.loop.shutdown_default_executor(), timeout=5)
+        finally:
+            loop.stop()
+
+    def __enter__(self) -> LakefnHarness:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None or self._loop.loop is None:
+            raise LakefnError("this lakefn harness is closed")
+        return self._loop.loop
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            loop = self._running_loop()
+        except LakefnError:
+            coro.close()  # never run: close it so Python does not warn it was never awaited
+            raise
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result(self.timeout)
+        except TimeoutError:
+            future.cancel()
+            raise LakefnError(
+                f"gave up after {self.timeout:g} s (the harness's `timeout`); the function "
+                "may still be running"
+            ) from None
