@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -50,6 +51,8 @@ class FakeWarehouse:
         self.refuse_auth = False
         self.unreachable = False
         self.drop_session_on_next_query = False
+        # Called after each answered statement: lets a test commit between two queries.
+        self.after_query: Callable[[str], None] | None = None
 
     def connect(self, **kwargs: Any) -> Connection:
         """Stands in for `databricks.sql.connect`."""
@@ -75,6 +78,12 @@ class FakeWarehouse:
         if self.drop_session_on_next_query:
             self.drop_session_on_next_query = False
             raise exc.RequestError("Error during request to server: Invalid SessionHandle")
+        answer = self._answer(statement)
+        if self.after_query is not None:
+            self.after_query(statement)
+        return answer
+
+    def _answer(self, statement: str) -> tuple[list[tuple[str, str]], Any]:
         if match := _HISTORY.fullmatch(statement):
             return self._history(match["name"], int(match["limit"]))
         if match := _CHANGES.fullmatch(statement):
