@@ -1,0 +1,260 @@
+"""`%lakefn panel`: a control panel in core ipywidgets (so it renders in Databricks too).
+
+Invocations arrive on the server's thread (or a function worker's). The panel never prints
+from there: it rebuilds an HTML widget's `value`, which the kernel sends as a state update
+to the browser, whatever thread sets it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Callable
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ..config import HttpTrigger, TableTrigger, TimerTrigger
+from .views import describe_trigger, invocation_line
+
+if TYPE_CHECKING:
+    import concurrent.futures
+
+    from ..journal import Invocation
+    from ..runtime import Runtime
+    from .session import Session
+
+OPERATIONS = ["WRITE", "MERGE", "UPDATE", "DELETE", "STREAMING UPDATE", "OPTIMIZE"]
+_BOX = widgets.Layout(border="1px solid #d0d7de", padding="6px", width="100%")
+
+
+class Panel:
+    """Status and link, a row per function (Run / Simulate), table lag and a live log."""
+
+    def __init__(self, session: Session, log_lines: int = 50) -> None:
+        self.session = session
+        self.log_lines = log_lines
+        self._lines: deque[str] = deque(maxlen=log_lines)
+        self._lock = threading.Lock()
+        self._unsubscribe_journal: Callable[[], None] | None = None
+        self.status = widgets.HTML()
+        self.serve_button = widgets.Button(description="Serve", icon="play")
+        self.serve_button.on_click(self._toggle_server)
+        self.serve_button.add_class("lakefn-serve")
+        self.rows = widgets.VBox()
+        self.tables = widgets.HTML()
+        self.log = widgets.HTML(value=_log_html([]))
+        self.log.add_class("lakefn-log")
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.status, self.serve_button]),
+                widgets.HTML("<b>Functions</b>"),
+                self.rows,
+                self.tables,
+                widgets.HTML("<b>Invocations</b> <small>(newest first)</small>"),
+                self.log,
+            ],
+            layout=_BOX,
+        )
+        self.widget.add_class("lakefn-panel")
+        self._unsubscribe_session = session.subscribe(self._on_session)
+        self._bind(session.require())
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def close(self) -> None:
+        self._unsubscribe_session()
+        if self._unsubscribe_journal is not None:
+            self._unsubscribe_journal()
+        self.widget.close()
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _bind(self, runtime: Runtime) -> None:
+        if self._unsubscribe_journal is not None:
+            self._unsubscribe_journal()
+        self.rows.children = [self._row(runtime, fn.name) for fn in runtime.config.functions]
+        with self._lock:
+            self._lines.clear()
+            for invocation in reversed(runtime.journal.entries(limit=self.log_lines)):
+                self._lines.appendleft(self._line(invocation))
+            self.log.value = _log_html(list(self._lines))
+        self._unsubscribe_journal = runtime.journal.subscribe(self._on_invocation)
+        self._refresh_status()
+        self._refresh_tables()
+
+    def _row(self, runtime: Runtime, name: str) -> widgets.HBox:
+        config = runtime.registry.config(name)
+        trigger = config.trigger
+        described = trigger.model_dump(exclude_none=True)
+        if config.table is not None:
+            described["table_name"] = str(config.table)
+        label = widgets.HTML(
+            f"<code>{escape(name)}</code><br><small>{escape(describe_trigger(described))}</small>",
+            layout=widgets.Layout(width="260px"),
+        )
+        outcome = widgets.HTML(layout=widgets.Layout(width="100%"))
+        outcome.add_class("lakefn-outcome")
+        if isinstance(trigger, TableTrigger):
+            wanted = list(trigger.operations or [])
+            operation = widgets.Dropdown(
+                options=wanted + [op for op in OPERATIONS if op not in wanted],
+                layout=widgets.Layout(width="220px"),
+            )
+            button = widgets.Button(description="Simulate", icon="database", button_style="info")
+            button.add_class("lakefn-simulate")
+            button.on_click(lambda _: self._simulate(name, operation.value, button, outcome))
+            control: widgets.Widget = operation
+        else:
+            assert isinstance(trigger, (HttpTrigger, TimerTrigger))
+            payload = widgets.Textarea(
+                value="{}" if isinstance(trigger, HttpTrigger) else "",
+                placeholder="JSON body" if isinstance(trigger, HttpTrigger) else "(no payload)",
+                disabled=isinstance(trigger, TimerTrigger),
+                rows=2,
+                layout=widgets.Layout(width="220px"),
+            )
+            button = widgets.Button(description="Run", icon="play", button_style="primary")
+            button.add_class("lakefn-run")
+            button.on_click(lambda _: self._run(name, payload.value, button, outcome))
+            control = payload
+        row = widgets.HBox([label, control, button, outcome])
+        row.add_class(f"lakefn-function-{name}")
+        return row
+
+    # -- actions (on the kernel's thread; the work goes to a loop thread) ----------------------
+
+    def _run(self, name: str, text: str, button: widgets.Button, outcome: widgets.HTML) -> None:
+        try:
+            payload = json.loads(text) if text.strip() else None
+        except ValueError as exc:
+            outcome.value = (
+                f"<span style='color:#cf222e'>payload is not JSON: {escape(str(exc))}</span>"
+            )
+            return
+        runtime = self.session.require()
+        self._start(runtime.invoke(name, payload), button, outcome)
+
+    def _simulate(
+        self, name: str, operation: str, button: widgets.Button, outcome: widgets.HTML
+    ) -> None:
+        runtime = self.session.require()
+        self._start(runtime.simulate_table_change(name, operation=operation), button, outcome)
+
+    def _start(self, coro: Any, button: widgets.Button, outcome: widgets.HTML) -> None:
+        button.disabled = True
+        outcome.value = "<i>running…</i>"
+
+        def done(future: concurrent.futures.Future[Invocation]) -> None:
+            button.disabled = False
+            try:
+                invocation = future.result()
+            except Exception as exc:  # noqa: BLE001 - shown in the row, not raised in a thread
+                outcome.value = f"<span style='color:#cf222e'>{escape(str(exc))}</span>"
+                return
+            outcome.value = _outcome_html(invocation)
+
+        self.session.submit(coro).add_done_callback(done)
+
+    def _toggle_server(self, _: Any) -> None:
+        try:
+            if self.session.serving:
+                self.session.stop()
+            else:
+                self.session.serve()
+        except Exception as exc:  # noqa: BLE001 - a busy port is shown, not raised
+            self.status.value = f"<span style='color:#cf222e'>{escape(str(exc))}</span>"
+
+    # -- updates (any thread) ------------------------------------------------------------------
+
+    def _on_invocation(self, invocation: Invocation) -> None:
+        with self._lock:
+            self._lines.appendleft(self._line(invocation))
+            self.log.value = _log_html(list(self._lines))
+        self._refresh_tables()
+
+    def _line(self, invocation: Invocation) -> str:
+        text = invocation_line(invocation)
+        logged = self.session.log_capture.for_invocation(invocation.id)[-3:]
+        return "\n".join([text, *(f"    {line.message}" for line in logged)])
+
+    def _on_session(self, event: str) -> None:
+        if event == "load" and self.session.runtime is not None:
+            self._bind(self.session.runtime)
+        elif event == "close":
+            self.status.value = "<i>lakefn: session closed</i>"
+            return
+        elif event in ("serve", "stop"):
+            self._refresh_status()
+        self._refresh_tables()
+
+    def _refresh_status(self) -> None:
+        status = self.session.status()
+        self.status.value = status._repr_html_()
+        self.serve_button.description = "Stop" if status.running else "Serve"
+        self.serve_button.icon = "stop" if status.running else "play"
+
+    def _refresh_tables(self) -> None:
+        runtime = self.session.runtime
+        if runtime is None or not runtime.functions_of(TableTrigger):
+            self.tables.value = ""
+            return
+        try:
+            states = runtime.watcher.status()
+        except Exception as exc:  # noqa: BLE001 - a source that cannot be reached is shown
+            self.tables.value = (
+                f"<b>Tables</b> <span style='color:#cf222e'>{escape(str(exc))}</span>"
+            )
+            return
+        self.tables.value = _tables_html(states)
+
+
+def _outcome_html(invocation: Invocation) -> str:
+    colour = "#1a7f37" if invocation.ok else "#cf222e"
+    text = invocation.error or _short(invocation.result)
+    ms = "" if invocation.duration is None else f" {invocation.duration * 1000:.1f} ms"
+    return (
+        f"<b style='color:{colour}'>{escape(invocation.status)}</b>{ms} <code>{escape(text)}</code>"
+    )
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _log_html(lines: list[str]) -> str:
+    body = escape("\n".join(lines)) if lines else "<i>no invocations yet</i>"
+    return (
+        "<pre class='lakefn-log-lines' style='max-height:16em;overflow:auto;margin:0;"
+        f"font-size:12px'>{body}</pre>"
+    )
+
+
+def _tables_html(states: list[dict[str, Any]]) -> str:
+    def cell(value: Any) -> str:
+        return f"<td>{escape('' if value is None else str(value))}</td>"
+
+    rows = "".join(
+        "<tr>"
+        + cell(s["function"])
+        + cell(s["table"])
+        + cell(s["last_processed_version"])
+        + cell(s["latest_version"])
+        + cell(s["lag_versions"])
+        + cell(s["lag_seconds"])
+        + cell(s["last_error"])
+        + "</tr>"
+        for s in states
+    )
+    head = (
+        "<tr><th>function</th><th>table</th><th>processed</th><th>latest</th>"
+        "<th>lag (versions)</th><th>lag (s)</th><th>error</th></tr>"
+    )
+    return f"<b>Tables</b><table class='lakefn-tables'>{head}{rows}</table>"
