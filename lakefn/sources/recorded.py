@@ -80,9 +80,9 @@ class RecordedSource(TableSource):
             self._tables[TableName.parse(table)] = history
         return list(history.commits)
 
-    def create_table(self, table: str | TableName, version: int | None = None) -> None:
-        """Make `table` exist. With `version`, it stands at that version with no history kept
-        (as if older log entries were cleaned up); the next appended commit is `version + 1`."""
+    def create_table(self, table: str | TableName, version: int = 0) -> None:
+        """Make `table` exist at `version` with no history kept (as if its log had been cleaned
+        up); the next appended commit is `version + 1`. An existing table is left alone."""
         with self._lock:
             self._tables.setdefault(TableName.parse(table), _History(version))
 
