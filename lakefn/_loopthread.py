@@ -8,6 +8,7 @@ same in a Jupyter kernel whose loop is already running, with or without nest_asy
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -55,11 +56,12 @@ class LoopThread:
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start `coro` on the loop thread; returns at once with a thread-safe future."""
         if self.loop is None or not self.running:
             coro.close()
             raise RuntimeError("the loop thread is not running")
-        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))  # type: ignore[return-value]
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run `coro` on the loop thread and wait for its result from this (other) thread."""

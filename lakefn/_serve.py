@@ -11,7 +11,7 @@ import sys
 from ._exceptions import ServerError
 
 #: seconds uvicorn waits for running requests on shutdown; the whole stop stays under 5 s
-GRACEFUL_SHUTDOWN = 3
+GRACEFUL_SHUTDOWN = 2
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -1,0 +1,195 @@
+"""The `lakefn` command, each subcommand in a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import LAKEFN, REPO, free_port, run_cli, wait_http
+
+APP = """\
+functions:
+  - name: hello
+    trigger: {type: http, method: POST, endpoint: /hello}
+  - name: sleepy
+    trigger: {type: http, method: GET, endpoint: /sleepy}
+  - name: asleep
+    trigger: {type: http, method: GET, endpoint: /asleep}
+  - name: tick
+    trigger: {type: timer, schedule: "0 * * * *"}
+"""
+
+
+@pytest.fixture
+def proj(project):
+    project.config(APP)
+    project.function("hello", "def main(event):\n    return {'hello': event.json().get('name', 'world')}\n")
+    project.function("sleepy", "import time\n\ndef main(event):\n    time.sleep(60)\n")
+    project.function("asleep", "import asyncio\n\nasync def main(event):\n    await asyncio.sleep(60)\n")
+    project.function("tick", "def main(event):\n    return {'past_due': event.past_due}\n")
+    return project
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
+    env.update(extra)
+    return env
+
+
+def test_validate_ok_and_bad(proj) -> None:
+    ok = run_cli("validate", str(proj.root), env=_env())
+    assert ok.returncode == 0 and "ok (4 functions: 3 http, 1 timer)" in ok.stdout
+    proj.config("functions:\n  - name: x\n    trigger: {type: cron}\n  - name: y\n    trigger: {type: http}\n")
+    bad = run_cli("validate", str(proj.app_yaml), env=_env())
+    assert bad.returncode == 1
+    assert "2 problems" in bad.stderr and f"{proj.app_yaml}:3: functions[0].trigger:" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_invoke_prints_the_result(proj) -> None:
+    r = run_cli("invoke", "hello", "--data", '{"name": "Ada"}', cwd=proj.root, env=_env())
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"hello": "Ada"}
+    t = run_cli("invoke", "tick", cwd=proj.root, env=_env())
+    assert json.loads(t.stdout) == {"past_due": False}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["invoke", "hello", "--data", "{oops"], "--data is not valid JSON"),
+        (["invoke", "nope"], "no function named 'nope'; the project has: asleep, hello, sleepy, tick"),
+        (["invoke", "hello", "--data", "@missing.json"], "cannot read --data from missing.json"),
+        (["simulate", "hello"], "function 'hello' has a http trigger, not unity_table"),
+        (["serve", "--port", "http"], "port must be a number"),
+        (["simulate", "hello", "--version", "-1"], "argument --version"),
+    ],
+)
+def test_bad_arguments_get_a_clear_error(proj, args, message) -> None:
+    r = run_cli(*args, cwd=proj.root, env=_env())
+    assert r.returncode != 0
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_functions_lists_triggers(proj) -> None:
+    r = run_cli("functions", "--app", str(proj.root), env=_env())
+    assert r.returncode == 0
+    assert "hello   http         POST /hello" in r.stdout and "0 * * * * (UTC)" in r.stdout
+    listed = json.loads(run_cli("functions", "--json", cwd=proj.root, env=_env()).stdout)
+    assert [f["name"] for f in listed] == ["hello", "sleepy", "asleep", "tick"]
+
+
+def _serve(proj, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [LAKEFN, "serve", *args], cwd=proj.root, env=_env(**env), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=20)
+    return out
+
+
+def test_serve_honours_databricks_app_port(proj) -> None:
+    port = free_port()
+    process = _serve(proj, "--host", "127.0.0.1", DATABRICKS_APP_PORT=str(port))
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
+        r = httpx.post(f"http://127.0.0.1:{port}/hello", json={"name": "Bo"})
+        assert r.json() == {"hello": "Bo"}
+    finally:
+        _stop(process)
+
+
+def test_serve_on_a_busy_port_says_so(proj) -> None:
+    port = free_port()
+    first = _serve(proj, "--port", str(port))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        second = run_cli("serve", "--port", str(port), cwd=proj.root, env=_env())
+        assert second.returncode == 1
+        assert f"port {port} on 127.0.0.1 is already in use" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        _stop(first)
+
+
+def test_serve_refuses_a_bad_project_before_starting(proj) -> None:
+    proj.function("hello", "def main(event)\n    return 1\n")
+    r = run_cli("serve", "--port", str(free_port()), cwd=proj.root, env=_env(), timeout=30)
+    assert r.returncode == 1
+    assert "function 'hello'" in r.stderr and "SyntaxError" in r.stderr
+
+
+@pytest.mark.parametrize("route", ["/sleepy", "/asleep"])
+def test_shutdown_completes_within_5_s_with_a_function_running(proj, route) -> None:
+    port = free_port()
+    process = _serve(proj, "--port", str(port))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        caller = threading.Thread(
+            target=lambda: _swallow(lambda: httpx.get(f"http://127.0.0.1:{port}{route}", timeout=30)),
+            daemon=True,
+        )
+        caller.start()
+        time.sleep(0.5)  # the function is running now
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+        assert time.monotonic() - started < 5.0
+    finally:
+        _stop(process)
+
+
+def _swallow(call) -> None:
+    try:
+        call()
+    except httpx.HTTPError:
+        pass
+
+
+def test_init_makes_a_project_that_serves_at_once(tmp_path) -> None:
+    target = tmp_path / "newproj"
+    r = run_cli("init", str(target), env=_env())
+    assert r.returncode == 0, r.stderr
+    assert (target / "app.yaml").exists() and (target / "functions/hello_function.py").exists()
+    assert run_cli("validate", str(target), env=_env()).returncode == 0
+    port = free_port()
+    process = subprocess.Popen(
+        [LAKEFN, "serve", "--port", str(port)], cwd=target, env=_env(), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        r2 = httpx.post(f"http://127.0.0.1:{port}/hello", json={"name": "Ada"})
+        assert r2.status_code == 200 and r2.json() == {"message": "hello, Ada"}
+    finally:
+        _stop(process)
+    again = run_cli("init", str(target), env=_env())
+    assert again.returncode == 1 and "not empty" in again.stderr
+
+
+def test_uvicorn_app_app_serves_the_repo_sample(tmp_path) -> None:
+    port = free_port()
+    env = _env(LAKEFN_STATE=str(tmp_path / "state.db"), LAKEFN_LOCAL_ROOT=str(tmp_path / "catalog"))
+    uvicorn = str(REPO / ".venv/bin/uvicorn") if (REPO / ".venv/bin/uvicorn").exists() else "uvicorn"
+    process = subprocess.Popen(
+        [uvicorn, "app:app", "--port", str(port)], cwd=REPO, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        r = httpx.post(f"http://127.0.0.1:{port}/run-example", json={"name": "Ada"})
+        assert r.json()["hello"] == "Ada"
+    finally:
+        _stop(process)

@@ -1,0 +1,105 @@
+"""Function modules: loading, helpers, import errors, reload."""
+
+from __future__ import annotations
+
+import pytest
+
+from lakefn import ConfigError, FunctionNotFound
+from lakefn.project import load_functions, load_project
+
+ONE_HTTP = """\
+functions:
+  - name: greet
+    trigger: {type: http, endpoint: /greet}
+"""
+
+
+def test_helpers_are_importable_and_not_functions(project) -> None:
+    project.config(ONE_HTTP)
+    project.file("functions/helpers.py", "PREFIX = 'hi'\n")
+    project.file("functions/shared/__init__.py", "SUFFIX = '!'\n")
+    project.function(
+        "greet",
+        """\
+        from . import helpers
+        import shared
+
+        def main(event):
+            return helpers.PREFIX + " " + event.json()["name"] + shared.SUFFIX
+        """,
+    )
+    runtime = project.runtime()
+    try:
+        assert runtime.registry.names == ["greet"]
+        assert runtime.invoke_sync("greet", {"name": "Ada"}).result == "hi Ada!"
+    finally:
+        runtime.close()
+
+
+def test_an_import_error_names_the_function_and_shows_its_traceback(project) -> None:
+    project.config(ONE_HTTP)
+    project.function(
+        "greet",
+        """\
+        import json
+
+        def helper():
+            return {}["missing"]
+
+        VALUE = helper()
+
+        def main(event):
+            return VALUE
+        """,
+    )
+    with pytest.raises(ConfigError) as info:
+        load_functions(load_project(project.app_yaml))
+    text = str(info.value)
+    assert "function 'greet'" in text
+    assert "greet_function.py\", line 6, in <module>" in text
+    assert "line 4, in helper" in text and "KeyError: 'missing'" in text
+
+
+def test_reload_picks_up_the_new_code_and_a_broken_edit_keeps_the_old(project) -> None:
+    project.config(ONE_HTTP)
+    path = project.function("greet", "def main(event):\n    return 'v1'\n")
+    runtime = project.runtime()
+    try:
+        assert runtime.invoke_sync("greet").result == "v1"
+        path.write_text("async def main(event):\n    return 'v2'\n")
+        runtime.reload("greet")
+        assert runtime.invoke_sync("greet").result == "v2"
+        path.write_text("def main(event):\n    return (\n")
+        with pytest.raises(Exception, match="greet"):
+            runtime.reload("greet")
+        assert runtime.invoke_sync("greet").result == "v2"
+    finally:
+        runtime.close()
+
+
+def test_unknown_function_lists_the_known_ones(project) -> None:
+    project.config(ONE_HTTP)
+    project.function("greet", "def main(event):\n    return 1\n")
+    runtime = project.runtime()
+    try:
+        with pytest.raises(FunctionNotFound, match="no function named 'gret'; the project has: greet"):
+            runtime.invoke_sync("gret")
+    finally:
+        runtime.close()
+
+
+def test_two_projects_in_one_process_do_not_share_modules(tmp_path) -> None:
+    from tests.conftest import ProjectDir
+
+    results = []
+    for label in ("one", "two"):
+        p = ProjectDir(tmp_path / label)
+        p.config(ONE_HTTP)
+        p.file("functions/helpers.py", f"LABEL = {label!r}\n")
+        p.function("greet", "from . import helpers\n\ndef main(event):\n    return helpers.LABEL\n")
+        runtime = p.runtime()
+        try:
+            results.append(runtime.invoke_sync("greet").result)
+        finally:
+            runtime.close()
+    assert results == ["one", "two"]

@@ -1,0 +1,236 @@
+"""HTTP triggers on a real uvicorn server: events, return values, errors, limits, load."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import pytest
+
+APP = """\
+http:
+  max_body_bytes: 1000
+functions:
+  - name: echo
+    trigger: {type: http, method: POST, endpoint: "/echo/{item}"}
+  - name: shapes
+    trigger: {type: http, method: GET, endpoint: /shapes}
+  - name: boom
+    trigger: {type: http, method: GET, endpoint: /boom}
+  - name: teapot
+    trigger: {type: http, method: GET, endpoint: /teapot}
+  - name: counter
+    trigger: {type: http, method: POST, endpoint: /count}
+  - name: slow
+    timeout: 0.3
+    trigger: {type: http, method: GET, endpoint: /slow}
+  - name: flaky
+    retry: {max_attempts: 3, backoff_seconds: 0}
+    trigger: {type: http, method: GET, endpoint: /flaky}
+"""
+
+
+@pytest.fixture
+def server(project, serve):
+    project.config(APP)
+    project.function(
+        "echo",
+        """\
+        def main(event):
+            return {
+                "method": event.method, "path": event.path, "query": dict(event.query),
+                "path_params": dict(event.path_params), "json": event.json(),
+                "header": event.headers.get("x-custom"), "user": event.user,
+                "body_len": len(event.body), "function": event.function_name,
+                "attempt": event.attempt, "simulated": event.simulated,
+                "has_id": len(event.invocation_id) > 0,
+            }
+        """,
+    )
+    project.function(
+        "shapes",
+        """\
+        from starlette.responses import Response
+        from datetime import datetime, timezone
+
+        def main(event):
+            kind = event.query.get("kind")
+            if kind == "list":
+                return [1, 2, 3]
+            if kind == "text":
+                return "plain words"
+            if kind == "none":
+                return None
+            if kind == "response":
+                return Response("<b>x</b>", media_type="text/html", status_code=202)
+            if kind == "datetime":
+                return {"at": datetime(2026, 1, 2, tzinfo=timezone.utc)}
+            return {"kind": kind}
+        """,
+    )
+    project.function("boom", "def main(event):\n    raise ValueError('kaput')\n")
+    project.function(
+        "teapot",
+        "import lakefn\n\ndef main(event):\n    raise lakefn.HttpError(418, {'why': 'tea'})\n",
+    )
+    project.function(
+        "counter",
+        """\
+        import asyncio
+        CALLS = []
+
+        async def main(event):
+            n = event.json()["n"]
+            CALLS.append(n)
+            await asyncio.sleep(0.01)
+            return {"n": n, "calls": len(CALLS)}
+        """,
+    )
+    project.function("slow", "import time\n\ndef main(event):\n    time.sleep(2)\n    return 'late'\n")
+    project.function(
+        "flaky",
+        """\
+        ATTEMPTS = []
+
+        def main(event):
+            ATTEMPTS.append(event.attempt)
+            if event.attempt < 3:
+                raise RuntimeError(f"attempt {event.attempt} fails")
+            return {"attempts": ATTEMPTS}
+        """,
+    )
+    return serve(project)
+
+
+def test_the_event_carries_the_request(server) -> None:
+    r = server.client.post(
+        "/echo/42?x=1&y=two",
+        json={"name": "Ada"},
+        headers={"X-Custom": "yes", "X-Forwarded-Email": "ada@example.com"},
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert body["method"] == "POST" and body["path"] == "/echo/42"
+    assert body["query"] == {"x": "1", "y": "two"} and body["path_params"] == {"item": "42"}
+    assert body["json"] == {"name": "Ada"} and body["header"] == "yes"
+    assert body["user"] == "ada@example.com"
+    assert body["function"] == "echo" and body["attempt"] == 1 and body["simulated"] is False
+    assert body["has_id"] is True
+
+
+def test_forwarded_user_is_used_when_there_is_no_email(server) -> None:
+    r = server.client.post("/echo/1", json={}, headers={"X-Forwarded-User": "123@456"})
+    assert r.json()["user"] == "123@456"
+    assert server.client.post("/echo/1", json={}).json()["user"] is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "content_type", "body"),
+    [
+        ("dict", 200, "application/json", b'{"kind":"dict"}'),
+        ("list", 200, "application/json", b"[1,2,3]"),
+        ("text", 200, "text/plain; charset=utf-8", b"plain words"),
+        ("none", 204, None, b""),
+        ("response", 202, "text/html; charset=utf-8", b"<b>x</b>"),
+        ("datetime", 200, "application/json", b'{"at":"2026-01-02T00:00:00+00:00"}'),
+    ],
+)
+def test_return_values_map_to_responses(server, kind, status, content_type, body) -> None:
+    r = server.client.get("/shapes", params={"kind": kind})
+    assert r.status_code == status
+    assert r.headers.get("content-type") == content_type
+    assert r.content.replace(b", ", b",").replace(b": ", b":") == body
+
+
+def test_http_error_answers_with_its_status(server) -> None:
+    r = server.client.get("/teapot")
+    assert r.status_code == 418 and r.json() == {"detail": {"why": "tea"}}
+
+
+def test_a_body_that_is_not_json_is_a_400_saying_so(server) -> None:
+    r = server.client.post("/echo/1", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert "not valid JSON" in r.json()["detail"]
+
+
+def test_an_exception_is_a_500_with_the_invocation_id_and_the_server_keeps_serving(server, caplog) -> None:
+    with caplog.at_level(logging.ERROR, logger="lakefn.functions.boom"):
+        r = server.client.get("/boom")
+    assert r.status_code == 500
+    invocation_id = r.json()["invocation_id"]
+    assert "kaput" not in r.text  # the error stays in the log, not in the answer
+    assert any(invocation_id in rec.getMessage() and "kaput" in rec.getMessage() for rec in caplog.records)
+    journal = server.client.get("/lakefn/invocations", params={"function": "boom"}).json()
+    assert journal[0]["id"] == invocation_id and journal[0]["status"] == "error"
+    assert "ValueError: kaput" in journal[0]["error"]
+    assert server.client.get("/shapes").status_code == 200
+
+
+def test_the_body_limit_answers_413(server) -> None:
+    r = server.client.post("/echo/1", content=b"x" * 1001)
+    assert r.status_code == 413 and "1000 bytes" in r.json()["detail"]
+
+    def chunks():
+        for _ in range(20):
+            yield b"y" * 100
+
+    r = server.client.post("/echo/1", content=chunks())  # chunked: no content-length
+    assert r.status_code == 413
+    assert server.client.post("/echo/1", content=b'{"a": 1}').status_code == 200
+
+
+def test_timeout_answers_504_and_is_journaled(server) -> None:
+    r = server.client.get("/slow")
+    assert r.status_code == 504 and "timed out" in r.json()["error"]
+    entry = server.client.get("/lakefn/invocations", params={"function": "slow"}).json()[0]
+    assert entry["status"] == "timeout" and entry["duration_ms"] < 1500
+
+
+def test_retry_runs_the_function_again_until_it_succeeds(server) -> None:
+    r = server.client.get("/flaky")
+    assert r.status_code == 200 and r.json() == {"attempts": [1, 2, 3]}
+    entries = server.client.get("/lakefn/invocations", params={"function": "flaky"}).json()
+    assert [e["status"] for e in entries[:3]] == ["ok", "error", "error"]
+    assert len({e["id"] for e in entries[:3]}) == 1
+
+
+def test_200_concurrent_requests_are_all_answered_once(server) -> None:
+    async def fire() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
+            return await asyncio.gather(*(client.post("/count", json={"n": i}) for i in range(200)))
+
+    responses = asyncio.run(fire())
+    assert all(r.status_code == 200 for r in responses)
+    assert sorted(r.json()["n"] for r in responses) == list(range(200))
+    assert max(r.json()["calls"] for r in responses) == 200
+
+
+def test_openapi_lists_the_function_routes(server) -> None:
+    paths = server.client.get("/openapi.json").json()["paths"]
+    assert "post" in paths["/echo/{item}"] and "get" in paths["/shapes"]
+    assert paths["/echo/{item}"]["post"]["summary"] == "echo"
+
+
+def test_lakefn_routes(server) -> None:
+    assert server.client.get("/healthz").json()["status"] == "ok"
+    names = [f["name"] for f in server.client.get("/lakefn/functions").json()]
+    assert names == ["echo", "shapes", "boom", "teapot", "counter", "slow", "flaky"]
+    assert server.client.get("/lakefn/tables").json() == []
+
+
+def test_manual_invoke_is_for_loopback_or_the_admin_token(server, monkeypatch) -> None:
+    r = server.client.post("/lakefn/functions/echo/invoke", json={"hi": 1})
+    assert r.status_code == 200
+    assert r.json()["result"]["json"] == {"hi": 1} and r.json()["invocation"]["status"] == "ok"
+    proxied = {"X-Forwarded-For": "203.0.113.9"}
+    assert server.client.post("/lakefn/functions/echo/invoke", headers=proxied).status_code == 403
+    monkeypatch.setenv("LAKEFN_ADMIN_TOKEN", "s3cret")
+    wrong = {**proxied, "Authorization": "Bearer nope"}
+    assert server.client.post("/lakefn/functions/echo/invoke", headers=wrong).status_code == 403
+    right = {**proxied, "Authorization": "Bearer s3cret"}
+    assert server.client.post("/lakefn/functions/echo/invoke", headers=right).status_code == 200
+    missing = server.client.post("/lakefn/functions/nope/invoke")
+    assert missing.status_code == 404 and "the project has" in missing.json()["detail"]
+    assert server.client.post("/lakefn/functions/echo/invoke", content=b"{x").status_code == 400
