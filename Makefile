@@ -1,0 +1,39 @@
+# `make serve` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup serve test bench check browser clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# The sample project on the local default: real Delta tables under .lakefn/, no Databricks.
+serve: setup
+	$(BIN)/lakefn tables create _data.tpch.dim_customer --sample --if-not-exists
+	$(BIN)/lakefn serve
+
+# Debian's chromium for the widget panel's real-browser test; wrk for the HTTP benchmark.
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
+	$(BIN)/pytest
+
+bench: setup
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python bench/run_all.py
+
+check: setup
+	$(BIN)/ruff format --check lakefn tests bench
+	$(BIN)/ruff check lakefn tests bench
+	$(BIN)/mypy lakefn
+
+clean:
+	rm -rf $(VENV) .lakefn
