@@ -110,7 +110,11 @@ def _search_upward(start: Path, rootdir: Path) -> Path | None:
 
 def _existing(path: Path, given_by: str) -> Path:
     resolved = path.resolve()
+    if not resolved.exists():
+        pytest.fail(f"lakefn fixture: {resolved} (from {given_by}) does not exist", pytrace=False)
     app_yaml = resolved / APP_YAML if resolved.is_dir() else resolved
     if not app_yaml.is_file():
-        pytest.fail(f"lakefn fixture: {app_yaml} (from {given_by}) does not exist", pytrace=False)
+        pytest.fail(
+            f"lakefn fixture: {resolved} (from {given_by}) has no {APP_YAML}", pytrace=False
+        )
     return app_yaml
