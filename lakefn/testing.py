@@ -31,7 +31,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._exceptions import HttpError, LakefnError, WrongTrigger
+from ._exceptions import HttpError, LakefnError, TableError, WrongTrigger
 from ._loopthread import LoopThread
 from ._tablename import TableName
 from .abc import Clock, TableSource
@@ -311,11 +311,18 @@ class LakefnHarness:
 
         Returns the function's result, or None when nothing was delivered (no new versions;
         or the first check of a `start: latest` function, which records where it starts).
+        A table the watcher cannot read raises `TableError`.
         """
         kind = self.runtime.registry.config(name).trigger.type  # FunctionNotFound first
         if name not in self.runtime.watcher.states:
             raise WrongTrigger(name, kind, "unity_table")
-        invocation = self._run(self.runtime.watcher.check(name))
+        watcher = self.runtime.watcher
+        invocation = self._run(watcher.check(name))
+        state = watcher.states[name]
+        if invocation is None and state.error_kind is not None:
+            # The watcher only logs a table it cannot read and tries again later; a test
+            # that asked for this check wants to know now (a typo in a table name, say).
+            raise TableError(f"{name}: {state.last_error}")
         return None if invocation is None else self._outcome(invocation)
 
     def _outcome(self, invocation: Invocation) -> Any:

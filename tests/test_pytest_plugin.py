@@ -386,6 +386,8 @@ def test_table_changes_through_the_real_watcher_on_real_delta_tables(
     write_test(
         strict.path / "tests" / "test_orders.py",
         """
+        import time
+
         import pytest
         from lakefn.testing import FunctionFailed
 
@@ -417,10 +419,10 @@ def test_table_changes_through_the_real_watcher_on_real_delta_tables(
         def test_the_background_watcher(lakefn):
             lakefn.tables.create(TABLE, [{"id": 1}])
             lakefn.start()
-            deadline = __import__("time").monotonic() + 10
+            deadline = time.monotonic() + 10
             while lakefn.runtime.watcher.states["on_orders"].last_processed is None:
-                assert __import__("time").monotonic() < deadline
-                __import__("time").sleep(0.02)
+                assert time.monotonic() < deadline, "the watcher never checked"
+                time.sleep(0.02)
             lakefn.tables.append(TABLE, [{"id": 5}])
             invocation = lakefn.wait_for("on_orders")
             assert invocation.ok and invocation.result["ids"] == [5]
@@ -428,9 +430,13 @@ def test_table_changes_through_the_real_watcher_on_real_delta_tables(
         def test_tables_are_private_to_the_test(lakefn):
             with pytest.raises(Exception, match="not found"):
                 lakefn.tables.version(TABLE)
+
+        def test_a_table_the_watcher_cannot_read_is_an_error(lakefn):
+            with pytest.raises(Exception, match="on_orders: table main.sales.orders not found"):
+                lakefn.check("on_orders")
         """,
     )
-    strict.runpytest().assert_outcomes(passed=4)
+    strict.runpytest().assert_outcomes(passed=5)
 
 
 def test_a_history_exported_from_databricks(strict: pytest.Pytester) -> None:
