@@ -231,7 +231,7 @@ class LakefnHarness:
         app_yaml: str | os.PathLike[str],
         workdir: str | os.PathLike[str],
         *,
-        clock: Clock | None = None,
+        clock: FakeClock | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         from .checkpoints.sqlite import SQLiteCheckpointStore
@@ -340,9 +340,12 @@ class LakefnHarness:
         return list(reversed(self.runtime.journal.entries()))
 
     @property
-    def last_invocation(self) -> Invocation | None:
+    def last_invocation(self) -> Invocation:
+        """The newest invocation; there must be one."""
         entries = self.runtime.journal.entries(limit=1)
-        return entries[0] if entries else None
+        if not entries:
+            raise LakefnError("no function has been invoked yet in this test")
+        return entries[0]
 
     def wait_for(self, name: str, count: int = 1, timeout: float = 10.0) -> Invocation:
         """Wait until `name` has been invoked `count` times in all (by the background
