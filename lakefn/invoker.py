@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -48,6 +48,7 @@ class Invoker:
         self.journal = journal
         self.pool = DaemonThreadPool(max_workers)
         self._sleep = sleep
+        self._loggers: dict[str, logging.Logger] = {}
 
     async def invoke(
         self,
@@ -64,7 +65,7 @@ class Invoker:
         function = self.registry.get(name)
         policy = function.config.retry
         attempts = policy.max_attempts if retry else 1
-        invocation_id = uuid.uuid4().hex[:16]
+        invocation_id = os.urandom(8).hex()
         for attempt in range(1, attempts + 1):
             event = make_event()
             invocation = await self._attempt(function, event, invocation_id, attempt, detail)
@@ -91,10 +92,10 @@ class Invoker:
         event.function_name = name
         event.invocation_id = invocation_id
         event.attempt = attempt
-        event.log = InvocationLogger(
-            logging.getLogger(f"lakefn.functions.{name}"),
-            {"invocation_id": invocation_id, "function": name},
-        )
+        base = self._loggers.get(name)
+        if base is None:
+            base = self._loggers[name] = logging.getLogger(f"lakefn.functions.{name}")
+        event.log = InvocationLogger(base, {"invocation_id": invocation_id, "function": name})
         invocation = Invocation(
             id=invocation_id,
             function=name,

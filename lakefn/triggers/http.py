@@ -49,19 +49,19 @@ def _endpoint(runtime: Runtime, name: str, limit: int) -> Any:
                 {"detail": f"request body is larger than the limit of {limit} bytes"},
                 status_code=413,
             )
+        # Starlette's own mappings: read-only, and headers match case-insensitively.
         headers = request.headers
-        event_headers = dict(headers)
         user = headers.get("x-forwarded-email") or headers.get("x-forwarded-user")
-        path_params = dict(request.path_params)
-        query = dict(request.query_params)
-        method, path = request.method, request.url.path
+        path_params = request.path_params
+        query = request.query_params
+        method, path = request.method, request.scope["path"]
 
         def make_event() -> HttpEvent:
             return HttpEvent(
                 function_name=name,
                 method=method,
                 path=path,
-                headers=event_headers,
+                headers=headers,
                 query=query,
                 path_params=path_params,
                 body=body,
@@ -76,7 +76,10 @@ def _endpoint(runtime: Runtime, name: str, limit: int) -> Any:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+    headers = request.headers
+    declared = headers.get("content-length")
+    if declared is None and "transfer-encoding" not in headers:
+        return b""  # HTTP/1.1: without either header a request has no body
     if declared is not None and declared.isdigit():
         if int(declared) > limit:
             raise BodyTooLarge

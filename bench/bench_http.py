@@ -1,0 +1,120 @@
+"""HTTP throughput: a lakefn function against the same handler as a bare FastAPI route.
+
+Both run under the same uvicorn command (one worker, no access log) and are loaded by wrk on
+loopback, alternating rounds so drift on a noisy machine hits both alike. Journaling is on.
+Target: lakefn keeps at least 0.97 of bare FastAPI's requests/s, async and sync.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+from _common import BIN, free_port, median, table, wait_ok
+
+BARE_APP = '''
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/async")
+async def handler_async():
+    return {"ok": True}
+
+
+@app.get("/sync")
+def handler_sync():
+    return {"ok": True}
+'''
+
+LAKEFN_YAML = """
+functions:
+  - name: hello_async
+    trigger: {type: http, method: GET, endpoint: /async}
+  - name: hello_sync
+    trigger: {type: http, method: GET, endpoint: /sync}
+"""
+
+
+def write_projects(root: Path) -> None:
+    (root / "bare").mkdir()
+    (root / "bare" / "bare_app.py").write_text(BARE_APP)
+    lf = root / "lakefn"
+    (lf / "functions").mkdir(parents=True)
+    (lf / "app.yaml").write_text(LAKEFN_YAML)
+    (lf / "app.py").write_text("import lakefn\n\napp = lakefn.create_app()\n")
+    (lf / "functions" / "hello_async_function.py").write_text(
+        "async def main(event):\n    return {'ok': True}\n"
+    )
+    (lf / "functions" / "hello_sync_function.py").write_text(
+        "def main(event):\n    return {'ok': True}\n"
+    )
+
+
+def run_wrk(url: str, seconds: int, connections: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} error responses\n{out}")
+    assert match, out
+    return float(match.group(1))
+
+
+def measure(cwd: Path, module: str, paths: list[str], seconds: int, connections: int) -> dict[str, float]:
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "uvicorn"), module, "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        cwd=cwd,
+    )
+    try:
+        wait_ok(f"http://127.0.0.1:{port}/{paths[0]}")
+        results = {}
+        for path in paths:
+            url = f"http://127.0.0.1:{port}/{path}"
+            run_wrk(url, 1, connections)  # warm-up
+            results[path] = run_wrk(url, seconds, connections)
+        return results
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_projects(root)
+        runs: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.rounds):
+            for name, cwd, module in (("bare", root / "bare", "bare_app:app"), ("lakefn", root / "lakefn", "app:app")):
+                for path, rps in measure(cwd, module, ["async", "sync"], args.seconds, args.connections).items():
+                    runs.setdefault((name, path), []).append(rps)
+    rows = []
+    for path in ("async", "sync"):
+        bare, lake = median(runs[("bare", path)]), median(runs[("lakefn", path)])
+        ratios = [lk / b for lk, b in zip(runs[("lakefn", path)], runs[("bare", path)])]
+        rows.append([path, f"{bare:,.0f}", f"{lake:,.0f}", f"{lake / bare:.3f}", f"{median(ratios):.3f}", ">= 0.97"])
+    print(textwrap.dedent(__doc__ or "").strip().splitlines()[0])
+    print(f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} alternating rounds, medians\n")
+    print(table(rows, ["handler", "bare req/s", "lakefn req/s", "ratio of medians", "median of ratios", "target"]))
+
+
+if __name__ == "__main__":
+    main()
