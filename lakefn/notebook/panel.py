@@ -63,7 +63,11 @@ class Panel:
         self._bind(session.require())
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            # Shown where widgets cannot render (a plain console, nbconvert to text).
+            bundle["text/plain"] = f"lakefn panel: {self.session.status()!r}"
+        return bundle
 
     def close(self) -> None:
         self._unsubscribe_session()

@@ -304,10 +304,12 @@ class Session:
 
 
 def _shown_path(path: Path) -> str:
+    """Relative to the working directory when under it; else in full."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:  # another drive on Windows
         return str(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 def _check_port(port: int) -> int:
