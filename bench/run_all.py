@@ -13,7 +13,7 @@ def main() -> int:
     failed = []
     for script in sorted(HERE.glob("bench_*.py")):
         print(f"\n=== {script.name} ===", flush=True)
-        if subprocess.run([sys.executable, script.name, *sys.argv[1:]], cwd=HERE).returncode != 0:
+        if subprocess.run([sys.executable, script.name], cwd=HERE).returncode != 0:
             failed.append(script.name)
     if failed:
         print(f"\nfailed: {', '.join(failed)}")
