@@ -18,7 +18,7 @@ from pathlib import Path
 
 from _common import BIN, free_port, median, table, wait_ok
 
-BARE_APP = '''
+BARE_APP = """
 from fastapi import FastAPI
 
 app = FastAPI()
@@ -32,7 +32,7 @@ async def handler_async():
 @app.get("/sync")
 def handler_sync():
     return {"ok": True}
-'''
+"""
 
 LAKEFN_YAML = """
 functions:
@@ -61,7 +61,9 @@ def write_projects(root: Path) -> None:
 def run_wrk(url: str, seconds: int, connections: int) -> float:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -71,10 +73,20 @@ def run_wrk(url: str, seconds: int, connections: int) -> float:
     return float(match.group(1))
 
 
-def measure(cwd: Path, module: str, paths: list[str], seconds: int, connections: int) -> dict[str, float]:
+def measure(
+    cwd: Path, module: str, paths: list[str], seconds: int, connections: int
+) -> dict[str, float]:
     port = free_port()
     server = subprocess.Popen(
-        [str(BIN / "uvicorn"), module, "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        [
+            str(BIN / "uvicorn"),
+            module,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         cwd=cwd,
     )
     try:
@@ -103,17 +115,47 @@ def main() -> None:
         write_projects(root)
         runs: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.rounds):
-            for name, cwd, module in (("bare", root / "bare", "bare_app:app"), ("lakefn", root / "lakefn", "app:app")):
-                for path, rps in measure(cwd, module, ["async", "sync"], args.seconds, args.connections).items():
+            for name, cwd, module in (
+                ("bare", root / "bare", "bare_app:app"),
+                ("lakefn", root / "lakefn", "app:app"),
+            ):
+                for path, rps in measure(
+                    cwd, module, ["async", "sync"], args.seconds, args.connections
+                ).items():
                     runs.setdefault((name, path), []).append(rps)
     rows = []
     for path in ("async", "sync"):
         bare, lake = median(runs[("bare", path)]), median(runs[("lakefn", path)])
-        ratios = [lk / b for lk, b in zip(runs[("lakefn", path)], runs[("bare", path)])]
-        rows.append([path, f"{bare:,.0f}", f"{lake:,.0f}", f"{lake / bare:.3f}", f"{median(ratios):.3f}", ">= 0.97"])
+        ratios = [
+            lk / b for lk, b in zip(runs[("lakefn", path)], runs[("bare", path)], strict=True)
+        ]
+        rows.append(
+            [
+                path,
+                f"{bare:,.0f}",
+                f"{lake:,.0f}",
+                f"{lake / bare:.3f}",
+                f"{median(ratios):.3f}",
+                ">= 0.97",
+            ]
+        )
     print(textwrap.dedent(__doc__ or "").strip().splitlines()[0])
-    print(f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} alternating rounds, medians\n")
-    print(table(rows, ["handler", "bare req/s", "lakefn req/s", "ratio of medians", "median of ratios", "target"]))
+    print(
+        f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} alternating rounds, medians\n"
+    )
+    print(
+        table(
+            rows,
+            [
+                "handler",
+                "bare req/s",
+                "lakefn req/s",
+                "ratio of medians",
+                "median of ratios",
+                "target",
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,10 @@ print(json.dumps([ms, heavy]))
 def import_ms(module: str) -> tuple[float, list[str]]:
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(module=module, heavy=HEAVY)],
-        capture_output=True, text=True, check=True, cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
     ).stdout
     ms, heavy = json.loads(out)
     return ms, heavy
@@ -39,7 +42,9 @@ def import_ms(module: str) -> tuple[float, list[str]]:
 
 def serve_ms(command: list[str], cwd: Path, port: int) -> float:
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_ok(f"http://127.0.0.1:{port}/healthz", interval=0.002)
         return (time.perf_counter() - start) * 1000
@@ -66,15 +71,29 @@ def main() -> None:
         lakefn_serve, bare_serve = [], []
         for _ in range(args.runs):
             port = free_port()
-            lakefn_serve.append(serve_ms([str(BIN / "lakefn"), "serve", "--port", str(port)], REPO, port))
+            lakefn_serve.append(
+                serve_ms([str(BIN / "lakefn"), "serve", "--port", str(port)], REPO, port)
+            )
             port = free_port()
-            bare_serve.append(serve_ms([str(BIN / "uvicorn"), "bare_app:app", "--port", str(port)], bare, port))
+            bare_serve.append(
+                serve_ms([str(BIN / "uvicorn"), "bare_app:app", "--port", str(port)], bare, port)
+            )
     print((__doc__ or "").strip().splitlines()[0])
     print(f"{args.runs} runs each, alternating; medians\n")
     rows = [
-        ["import lakefn", f"{median(lakefn_import):.0f} ms", f"import fastapi: {median(fastapi_import):.0f} ms", "<= 150 ms"],
+        [
+            "import lakefn",
+            f"{median(lakefn_import):.0f} ms",
+            f"import fastapi: {median(fastapi_import):.0f} ms",
+            "<= 150 ms",
+        ],
         ["heavy modules at import", ", ".join(sorted(heavy_seen)) or "none", "", "none"],
-        ["lakefn serve -> first 200", f"{median(lakefn_serve):.0f} ms", f"bare uvicorn: {median(bare_serve):.0f} ms", "<= 1000 ms"],
+        [
+            "lakefn serve -> first 200",
+            f"{median(lakefn_serve):.0f} ms",
+            f"bare uvicorn: {median(bare_serve):.0f} ms",
+            "<= 1000 ms",
+        ],
     ]
     print(table(rows, ["what", "lakefn", "baseline", "target"]))
 

@@ -59,6 +59,7 @@ def create_app(path: str | None = None, *, runtime: Runtime | None = None) -> Fa
 
     return _create_app(path, runtime=runtime)
 
+
 __all__ = [
     "ChangeDataFeedUnavailable",
     "CheckpointConflict",

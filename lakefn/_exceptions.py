@@ -140,8 +140,7 @@ class ChangeDataFeedUnavailable(TableError):
     def __init__(self, table: str, reason: str = "") -> None:
         self.table = table
         hint = (
-            "enable it with ALTER TABLE ... SET TBLPROPERTIES "
-            "(delta.enableChangeDataFeed = true)"
+            "enable it with ALTER TABLE ... SET TBLPROPERTIES (delta.enableChangeDataFeed = true)"
         )
         super().__init__(
             f"table {table} has no change data feed for these versions"
@@ -155,9 +154,7 @@ class CheckpointConflict(LakefnError):
         self.key = key
         self.expected = expected
         self.found = found
-        super().__init__(
-            f"checkpoint {key!r} moved under us: expected {expected}, found {found}"
-        )
+        super().__init__(f"checkpoint {key!r} moved under us: expected {expected}, found {found}")
 
 
 class ServerError(LakefnError):

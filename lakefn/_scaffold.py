@@ -15,6 +15,8 @@ def create_project(target: Path) -> Path:
         raise LakefnError(f"{target} already exists and is not empty; pick a new folder")
     template = resources.files("lakefn") / "templates" / "project"
     with resources.as_file(template) as source:
-        shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+        )
     (target / "gitignore").rename(target / ".gitignore")
     return target

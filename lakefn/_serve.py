@@ -33,13 +33,19 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(app_path: str | None, *, host: str, port: int, reload: bool = False, log_level: str = "info") -> int:
+def serve(
+    app_path: str | None, *, host: str, port: int, reload: bool = False, log_level: str = "info"
+) -> int:
     import uvicorn
 
     from .project import find_app_yaml, load_functions, load_project
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(log_level.upper())))
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("apscheduler").setLevel(
+        max(logging.WARNING, logging.getLevelName(log_level.upper()))
+    )
     app_yaml = find_app_yaml(app_path)
     if reload:
         # Reload needs an import string: the child process rebuilds the app from this path.
@@ -68,7 +74,11 @@ def serve(app_path: str | None, *, host: str, port: int, reload: bool = False, l
     )
     server = uvicorn.Server(config)
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
-    print(f"lakefn serving {app_yaml} on http://{shown}:{sock.getsockname()[1]}", file=sys.stderr, flush=True)
+    print(
+        f"lakefn serving {app_yaml} on http://{shown}:{sock.getsockname()[1]}",
+        file=sys.stderr,
+        flush=True,
+    )
     server.run(sockets=[sock])
     app.state.runtime.close()
     return 0 if server.started else 1

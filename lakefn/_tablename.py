@@ -83,4 +83,6 @@ class TableName:
         return ".".join("`" + p.replace("`", "``") + "`" for p in self.parts)
 
     def __str__(self) -> str:
-        return ".".join(p if _BARE.fullmatch(p) else "`" + p.replace("`", "``") + "`" for p in self.parts)
+        return ".".join(
+            p if _BARE.fullmatch(p) else "`" + p.replace("`", "``") + "`" for p in self.parts
+        )

@@ -14,7 +14,9 @@ from ._tablename import TableName
 
 
 def add_tables_parser(sub: Any, app_arg: Callable[[argparse.ArgumentParser], None]) -> None:
-    tables = sub.add_parser("tables", help="create and change local Delta tables (the local catalog)")
+    tables = sub.add_parser(
+        "tables", help="create and change local Delta tables (the local catalog)"
+    )
     tsub = tables.add_subparsers(dest="tables_command", metavar="ACTION", required=True)
 
     p = tsub.add_parser("create", help="create a table from rows (or a sample)")
@@ -45,7 +47,7 @@ def add_tables_parser(sub: Any, app_arg: Callable[[argparse.ArgumentParser], Non
 
 
 def _rows_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rows", help='JSON list of objects, e.g. \'[{"id": 1}]\', or @file.json')
+    p.add_argument("--rows", help="JSON list of objects, e.g. '[{\"id\": 1}]', or @file.json")
     p.add_argument("--file", type=Path, help="rows from a .json, .csv or .parquet file")
 
 

@@ -18,9 +18,9 @@ class DaemonThreadPool(Executor):
     def __init__(self, max_workers: int = 40, name: str = "lakefn-fn") -> None:
         self._max_workers = max_workers
         self._name = name
-        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[
+            tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None
+        ] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._idle = threading.Semaphore(0)
         self._lock = threading.Lock()

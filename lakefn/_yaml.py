@@ -32,7 +32,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 
 def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
-    """Parse `text`; return the data and a map from each path (keys and indexes) to its 1-based line."""
+    """Parse `text`: the data, and each path (keys and indexes) mapped to its 1-based line."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -50,12 +50,12 @@ def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            _walk(value_node, (*path, key), lines)
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            _walk(value_node, path + (key,), lines)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            lines[(*path, index)] = item.start_mark.line + 1
-            _walk(item, (*path, index), lines)
+            lines[path + (index,)] = item.start_mark.line + 1
+            _walk(item, path + (index,), lines)
 
 
 def line_of(lines: dict[Path_, int], path: Path_) -> int | None:

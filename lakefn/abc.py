@@ -50,7 +50,7 @@ class TableSource(ABC):
         """Change-data-feed rows for versions start..end inclusive, with `_change_type`,
         `_commit_version` and `_commit_timestamp`. Raises ChangeDataFeedUnavailable."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: most sources hold nothing to release
         """Release connections and handles. Called once when the runtime stops."""
 
 
@@ -82,7 +82,7 @@ class CheckpointStore(ABC):
         """Every key and its version (for status pages)."""
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: the memory store holds nothing
         """Release the store's resources."""
 
 

@@ -35,15 +35,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lakefn", description="Python functions on HTTP calls, cron ticks and Delta table versions."
+        prog="lakefn",
+        description="Python functions on HTTP calls, cron ticks and Delta table versions.",
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("serve", help="serve the project (HTTP routes, timers, table watchers)")
     _app_arg(p)
-    p.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 under Databricks Apps)")
-    p.add_argument("--port", type=_port, help=f"port (default $DATABRICKS_APP_PORT or {DEFAULT_PORT})")
+    p.add_argument(
+        "--host", help="address to bind (default 127.0.0.1; 0.0.0.0 under Databricks Apps)"
+    )
+    p.add_argument(
+        "--port", type=_port, help=f"port (default $DATABRICKS_APP_PORT or {DEFAULT_PORT})"
+    )
     p.add_argument("--reload", action="store_true", help="restart when project files change")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(run=_serve)
@@ -63,12 +68,21 @@ def _parser() -> argparse.ArgumentParser:
     _app_arg(p)
     p.set_defaults(run=_invoke)
 
-    p = sub.add_parser("simulate", help="run a unity_table function as if its table got a new commit")
+    p = sub.add_parser(
+        "simulate", help="run a unity_table function as if its table got a new commit"
+    )
     p.add_argument("name")
-    p.add_argument("--operation", "-o", default="WRITE", help="the commit's operation (default WRITE)")
+    p.add_argument(
+        "--operation", "-o", default="WRITE", help="the commit's operation (default WRITE)"
+    )
     p.add_argument("--rows", help="JSON list of changed rows, or @file.json")
     p.add_argument("--version", type=_version_number, help="version of the simulated commit")
-    p.add_argument("--replay-from", type=_version_number, metavar="V", help="replay real history from version V")
+    p.add_argument(
+        "--replay-from",
+        type=_version_number,
+        metavar="V",
+        help="replay real history from version V",
+    )
     _app_arg(p)
     p.set_defaults(run=_simulate)
 
@@ -106,7 +120,9 @@ def _version_number(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a table version is a whole number, not {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"a table version is a whole number, not {text!r}"
+        ) from None
     if value < 0:
         raise argparse.ArgumentTypeError("a table version is 0 or more")
     return value
@@ -158,15 +174,10 @@ def _functions(args: argparse.Namespace) -> int:
     from .project import load_project
 
     project = load_project(args.app, apply_env=False)
-    rows = []
-    for fn in project.config.functions:
-        t = fn.trigger
-        what = {
-            "http": lambda: f"{getattr(t, 'method', '')} {getattr(t, 'endpoint', '')}",
-            "timer": lambda: f"{getattr(t, 'schedule', '')} ({getattr(t, 'timezone', '')})",
-            "unity_table": lambda: f"{fn.table} every {getattr(t, 'check_interval', 0):g} s",
-        }[fn.kind]()
-        rows.append({"name": fn.name, "trigger": fn.kind, "on": what})
+    rows = [
+        {"name": fn.name, "trigger": fn.kind, "on": _trigger_summary(fn)}
+        for fn in project.config.functions
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -174,6 +185,15 @@ def _functions(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['name']:<{width}}  {r['trigger']:<11}  {r['on']}")
     return 0
+
+
+def _trigger_summary(fn: Any) -> str:
+    t = fn.trigger
+    if t.type == "http":
+        return f"{t.method} {t.endpoint}"
+    if t.type == "timer":
+        return f"{t.schedule} ({t.timezone})"
+    return f"{fn.table} every {t.check_interval:g} s"
 
 
 def _invoke(args: argparse.Namespace) -> int:
@@ -211,7 +231,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _report(invocation: Any) -> int:
     if not invocation.ok:
-        print(f"{invocation.function} {invocation.status} (invocation {invocation.id}):", file=sys.stderr)
+        print(
+            f"{invocation.function} {invocation.status} (invocation {invocation.id}):",
+            file=sys.stderr,
+        )
         print(f"  {invocation.error}", file=sys.stderr)
         return 1
     result = invocation.result
@@ -232,7 +255,9 @@ def _init(args: argparse.Namespace) -> int:
 
     target = create_project(Path(args.dir))
     print(f"created {target}")
-    print(f"  cd {args.dir} && lakefn serve       # then: curl -X POST localhost:8000/hello -d '{{}}'")
+    print(
+        f"  cd {args.dir} && lakefn serve       # then: curl -X POST localhost:8000/hello -d '{{}}'"
+    )
     print(f"  cd {args.dir} && pytest             # the project's own tests")
     return 0
 

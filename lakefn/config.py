@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ._exceptions import ConfigIssue, ConfigError, TableNameError
+from ._exceptions import ConfigError, ConfigIssue, TableNameError
 from ._tablename import TableName
 from ._yaml import Path_, line_of, load_with_lines
 
@@ -106,7 +106,9 @@ class TimerTrigger(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r}; use an IANA name such as 'Europe/Paris'") from None
+            raise ValueError(
+                f"unknown timezone {value!r}; use an IANA name such as 'Europe/Paris'"
+            ) from None
         return value
 
 
@@ -143,7 +145,7 @@ def _check_table_name(value: str | None) -> str | None:
     return value
 
 
-Trigger = Annotated[Union[HttpTrigger, TimerTrigger, TableTrigger], Field(discriminator="type")]
+Trigger = Annotated[HttpTrigger | TimerTrigger | TableTrigger, Field(discriminator="type")]
 
 
 class FunctionConfig(_Model):
@@ -235,7 +237,9 @@ def parse_config(text: str, file: str = "app.yaml") -> AppConfig:
     return parse_config_with_lines(text, file)[0]
 
 
-def parse_config_with_lines(text: str, file: str = "app.yaml") -> tuple[AppConfig, dict[Path_, int]]:
+def parse_config_with_lines(
+    text: str, file: str = "app.yaml"
+) -> tuple[AppConfig, dict[Path_, int]]:
     """As `parse_config`, also returning where each field stands (for later, deeper checks)."""
     try:
         data, lines = load_with_lines(text)
@@ -279,8 +283,14 @@ def _yaml_path(loc: tuple[Any, ...], data: Any) -> Path_:
         if isinstance(node, dict) and part not in node and part in ("http", "timer", "unity_table"):
             continue
         path.append(part)
-        node = node.get(part) if isinstance(node, dict) else (
-            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+        node = (
+            node.get(part)
+            if isinstance(node, dict)
+            else (
+                node[part]
+                if isinstance(node, list) and isinstance(part, int) and part < len(node)
+                else None
+            )
         )
     return tuple(path)
 

@@ -137,7 +137,11 @@ def _relative(path: Path) -> str:
 def _user_traceback(exc: BaseException, path: Path) -> str:
     """The import error with only the frames from the user's code, as Python would show them."""
     frames = traceback.extract_tb(exc.__traceback__)
-    keep = [f for f in frames if "importlib" not in f.filename and "lakefn/functions.py" not in f.filename]
+    keep = [
+        f
+        for f in frames
+        if "importlib" not in f.filename and "lakefn/functions.py" not in f.filename
+    ]
     lines = ["import failed:", "Traceback (most recent call last):"]
     lines += [line.rstrip("\n") for line in traceback.format_list(keep)]
     lines += [line.rstrip("\n") for line in traceback.format_exception_only(type(exc), exc)]

@@ -75,7 +75,12 @@ class Invoker:
                 delay = policy.backoff_seconds * (2 ** (attempt - 1))
                 logger.warning(
                     "[%s] %s failed (attempt %d of %d): %s; retrying in %.3g s",
-                    invocation_id, name, attempt, attempts, invocation.error, delay,
+                    invocation_id,
+                    name,
+                    attempt,
+                    attempts,
+                    invocation.error,
+                    delay,
                 )
                 await self._sleep(delay)
         return invocation

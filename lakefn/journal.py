@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -63,10 +64,9 @@ class Journal:
     def record(self, invocation: Invocation) -> None:
         self._entries.append(invocation)
         for subscriber in self._subscribers:
-            try:
+            # A broken subscriber must not fail the function that was recorded.
+            with contextlib.suppress(Exception):
                 subscriber(invocation)
-            except Exception:  # noqa: BLE001 - a broken subscriber must not fail the function
-                pass
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call `subscriber` with every invocation recorded from now on; returns an unsubscribe."""

@@ -60,7 +60,10 @@ class Project:
                 logger.warning(
                     "%s: env %s comes from the Databricks Apps resource %r, which only exists "
                     "when deployed; set %s in the environment to run locally",
-                    self.path, var.name, var.value_from, var.name,
+                    self.path,
+                    var.name,
+                    var.value_from,
+                    var.name,
                 )
         return missing
 

@@ -108,7 +108,9 @@ class Runtime:
         if self.functions_of(TableTrigger):
             await self.watcher.start()
         self.started = True
-        logger.info("lakefn started: %d functions from %s", len(self.registry.names), self.project.path)
+        logger.info(
+            "lakefn started: %d functions from %s", len(self.registry.names), self.project.path
+        )
 
     async def stop(self) -> None:
         if not self.started:

@@ -23,7 +23,9 @@ from .triggers import http
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
-def create_app(path: str | os.PathLike[str] | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+def create_app(
+    path: str | os.PathLike[str] | None = None, *, runtime: Runtime | None = None
+) -> FastAPI:
     """The server for the project at `path` (default: app.yaml in the working directory)."""
     runtime = runtime or Runtime.from_path(path)
 
@@ -86,7 +88,9 @@ def _mount_admin(app: FastAPI, runtime: Runtime) -> None:
         try:
             payload = json.loads(body) if body.strip() else None
         except ValueError as exc:
-            return JSONResponse({"detail": f"request body is not valid JSON: {exc}"}, status_code=400)
+            return JSONResponse(
+                {"detail": f"request body is not valid JSON: {exc}"}, status_code=400
+            )
         try:
             invocation = await runtime.invoke(name, payload)
         except FunctionNotFound as exc:
@@ -99,7 +103,9 @@ def _mount_admin(app: FastAPI, runtime: Runtime) -> None:
         except Exception:  # noqa: BLE001 - a result that is not JSON is shown as text
             encoded = repr(result)
         status = 200 if invocation.ok else 500
-        return JSONResponse({"invocation": invocation.to_dict(), "result": encoded}, status_code=status)
+        return JSONResponse(
+            {"invocation": invocation.to_dict(), "result": encoded}, status_code=status
+        )
 
 
 def _admin_allowed(request: Request) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,9 +31,13 @@ functions:
 @pytest.fixture
 def proj(project):
     project.config(APP)
-    project.function("hello", "def main(event):\n    return {'hello': event.json().get('name', 'world')}\n")
+    project.function(
+        "hello", "def main(event):\n    return {'hello': event.json().get('name', 'world')}\n"
+    )
     project.function("sleepy", "import time\n\ndef main(event):\n    time.sleep(60)\n")
-    project.function("asleep", "import asyncio\n\nasync def main(event):\n    await asyncio.sleep(60)\n")
+    project.function(
+        "asleep", "import asyncio\n\nasync def main(event):\n    await asyncio.sleep(60)\n"
+    )
     project.function("tick", "def main(event):\n    return {'past_due': event.past_due}\n")
     return project
 
@@ -46,7 +51,9 @@ def _env(**extra: str) -> dict[str, str]:
 def test_validate_ok_and_bad(proj) -> None:
     ok = run_cli("validate", str(proj.root), env=_env())
     assert ok.returncode == 0 and "ok (4 functions: 3 http, 1 timer)" in ok.stdout
-    proj.config("functions:\n  - name: x\n    trigger: {type: cron}\n  - name: y\n    trigger: {type: http}\n")
+    proj.config(
+        "functions:\n  - name: x\n    trigger: {type: cron}\n  - name: y\n    trigger: {type: http}\n"
+    )
     bad = run_cli("validate", str(proj.app_yaml), env=_env())
     assert bad.returncode == 1
     assert "2 problems" in bad.stderr and f"{proj.app_yaml}:3: functions[0].trigger:" in bad.stderr
@@ -65,7 +72,10 @@ def test_invoke_prints_the_result(proj) -> None:
     ("args", "message"),
     [
         (["invoke", "hello", "--data", "{oops"], "--data is not valid JSON"),
-        (["invoke", "nope"], "no function named 'nope'; the project has: asleep, hello, sleepy, tick"),
+        (
+            ["invoke", "nope"],
+            "no function named 'nope'; the project has: asleep, hello, sleepy, tick",
+        ),
         (["invoke", "hello", "--data", "@missing.json"], "cannot read --data from missing.json"),
         (["simulate", "hello"], "function 'hello' has a http trigger, not unity_table"),
         (["serve", "--port", "http"], "port must be a number"),
@@ -88,8 +98,12 @@ def test_functions_lists_triggers(proj) -> None:
 
 def _serve(proj, *args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [LAKEFN, "serve", *args], cwd=proj.root, env=_env(**env), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [LAKEFN, "serve", *args],
+        cwd=proj.root,
+        env=_env(**env),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -138,7 +152,9 @@ def test_shutdown_completes_within_5_s_with_a_function_running(proj, route) -> N
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         caller = threading.Thread(
-            target=lambda: _swallow(lambda: httpx.get(f"http://127.0.0.1:{port}{route}", timeout=30)),
+            target=lambda: _swallow(
+                lambda: httpx.get(f"http://127.0.0.1:{port}{route}", timeout=30)
+            ),
             daemon=True,
         )
         caller.start()
@@ -152,10 +168,8 @@ def test_shutdown_completes_within_5_s_with_a_function_running(proj, route) -> N
 
 
 def _swallow(call) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         call()
-    except httpx.HTTPError:
-        pass
 
 
 def test_init_makes_a_project_that_serves_at_once(tmp_path) -> None:
@@ -166,8 +180,12 @@ def test_init_makes_a_project_that_serves_at_once(tmp_path) -> None:
     assert run_cli("validate", str(target), env=_env()).returncode == 0
     port = free_port()
     process = subprocess.Popen(
-        [LAKEFN, "serve", "--port", str(port)], cwd=target, env=_env(), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [LAKEFN, "serve", "--port", str(port)],
+        cwd=target,
+        env=_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -182,10 +200,16 @@ def test_init_makes_a_project_that_serves_at_once(tmp_path) -> None:
 def test_uvicorn_app_app_serves_the_repo_sample(tmp_path) -> None:
     port = free_port()
     env = _env(LAKEFN_STATE=str(tmp_path / "state.db"), LAKEFN_LOCAL_ROOT=str(tmp_path / "catalog"))
-    uvicorn = str(REPO / ".venv/bin/uvicorn") if (REPO / ".venv/bin/uvicorn").exists() else "uvicorn"
+    uvicorn = (
+        str(REPO / ".venv/bin/uvicorn") if (REPO / ".venv/bin/uvicorn").exists() else "uvicorn"
+    )
     process = subprocess.Popen(
-        [uvicorn, "app:app", "--port", str(port)], cwd=REPO, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [uvicorn, "app:app", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")

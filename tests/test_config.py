@@ -56,8 +56,16 @@ def test_the_seed_format_loads_unchanged() -> None:
 
 def test_the_repo_sample_is_valid() -> None:
     project = load_project(Path(__file__).parent.parent / "app.yaml", apply_env=False)
-    assert [f.name for f in project.config.functions] == ["example_http", "scheduled_task", "unity_monitor"]
-    assert sorted(load_functions(project).names) == ["example_http", "scheduled_task", "unity_monitor"]
+    assert [f.name for f in project.config.functions] == [
+        "example_http",
+        "scheduled_task",
+        "unity_monitor",
+    ]
+    assert sorted(load_functions(project).names) == [
+        "example_http",
+        "scheduled_task",
+        "unity_monitor",
+    ]
 
 
 def test_optional_settings_are_read() -> None:
@@ -145,7 +153,7 @@ BAD = {
     ),
     "table name injection": (
         "functions:\n  - name: a\n    trigger: {type: unity_table}\n"
-        "    table_name: \"a.b.c; DROP TABLE x\"\n",
+        '    table_name: "a.b.c; DROP TABLE x"\n',
         "proj/app.yaml:4: functions[0].table_name:",
         "not a Unity table name",
     ),
@@ -215,7 +223,10 @@ def test_module_and_main_problems_name_file_line_and_function(project) -> None:
     with pytest.raises(ConfigError) as info:
         load_functions(load_project(project.app_yaml))
     text = str(info.value)
-    assert f"{project.app_yaml}:4: functions[1]:" in text and "absent_function.py does not exist" in text
+    assert (
+        f"{project.app_yaml}:4: functions[1]:" in text
+        and "absent_function.py does not exist" in text
+    )
     assert f"{project.app_yaml}:6: functions[2]:" in text and "has no `main`" in text
     assert "present" not in text
 
@@ -249,12 +260,17 @@ def test_env_is_applied_and_an_existing_value_wins(project, monkeypatch, caplog)
         assert os.environ["LAKEFN_T_NEW"] == "8000"
         assert os.environ["LAKEFN_T_SET"] == "from-shell"
         assert "LAKEFN_T_FROM" not in os.environ
-        assert any("LAKEFN_T_FROM" in r.getMessage() and "sql-warehouse" in r.getMessage() for r in caplog.records)
+        assert any(
+            "LAKEFN_T_FROM" in r.getMessage() and "sql-warehouse" in r.getMessage()
+            for r in caplog.records
+        )
     finally:
         os.environ.pop("LAKEFN_T_NEW", None)
 
 
-def test_relative_paths_resolve_against_app_yaml_and_env_overrides(project, monkeypatch, tmp_path) -> None:
+def test_relative_paths_resolve_against_app_yaml_and_env_overrides(
+    project, monkeypatch, tmp_path
+) -> None:
     project.config("tables: {local_root: data/catalog}\nstate: st/state.db\nfunctions: []\n")
     loaded = load_project(project.app_yaml)
     assert loaded.local_root == project.root / "data/catalog"

@@ -56,7 +56,7 @@ def test_an_import_error_names_the_function_and_shows_its_traceback(project) -> 
         load_functions(load_project(project.app_yaml))
     text = str(info.value)
     assert "function 'greet'" in text
-    assert "greet_function.py\", line 6, in <module>" in text
+    assert 'greet_function.py", line 6, in <module>' in text
     assert "line 4, in helper" in text and "KeyError: 'missing'" in text
 
 
@@ -82,7 +82,9 @@ def test_unknown_function_lists_the_known_ones(project) -> None:
     project.function("greet", "def main(event):\n    return 1\n")
     runtime = project.runtime()
     try:
-        with pytest.raises(FunctionNotFound, match="no function named 'gret'; the project has: greet"):
+        with pytest.raises(
+            FunctionNotFound, match="no function named 'gret'; the project has: greet"
+        ):
             runtime.invoke_sync("gret")
     finally:
         runtime.close()

@@ -87,7 +87,9 @@ def server(project, serve):
             return {"n": n, "calls": len(CALLS)}
         """,
     )
-    project.function("slow", "import time\n\ndef main(event):\n    time.sleep(2)\n    return 'late'\n")
+    project.function(
+        "slow", "import time\n\ndef main(event):\n    time.sleep(2)\n    return 'late'\n"
+    )
     project.function(
         "flaky",
         """\
@@ -149,18 +151,24 @@ def test_http_error_answers_with_its_status(server) -> None:
 
 
 def test_a_body_that_is_not_json_is_a_400_saying_so(server) -> None:
-    r = server.client.post("/echo/1", content=b"{not json", headers={"content-type": "application/json"})
+    r = server.client.post(
+        "/echo/1", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
     assert "not valid JSON" in r.json()["detail"]
 
 
-def test_an_exception_is_a_500_with_the_invocation_id_and_the_server_keeps_serving(server, caplog) -> None:
+def test_an_exception_is_a_500_with_the_invocation_id_and_the_server_keeps_serving(
+    server, caplog
+) -> None:
     with caplog.at_level(logging.ERROR, logger="lakefn.functions.boom"):
         r = server.client.get("/boom")
     assert r.status_code == 500
     invocation_id = r.json()["invocation_id"]
     assert "kaput" not in r.text  # the error stays in the log, not in the answer
-    assert any(invocation_id in rec.getMessage() and "kaput" in rec.getMessage() for rec in caplog.records)
+    assert any(
+        invocation_id in rec.getMessage() and "kaput" in rec.getMessage() for rec in caplog.records
+    )
     journal = server.client.get("/lakefn/invocations", params={"function": "boom"}).json()
     assert journal[0]["id"] == invocation_id and journal[0]["status"] == "error"
     assert "ValueError: kaput" in journal[0]["error"]

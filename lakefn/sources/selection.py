@@ -13,8 +13,12 @@ if TYPE_CHECKING:
 
 
 def warehouse_configured() -> bool:
-    has_path = bool(os.environ.get("DATABRICKS_WAREHOUSE_PATH") or os.environ.get("DATABRICKS_WAREHOUSE_ID"))
-    return has_path and bool(os.environ.get("DATABRICKS_HOST") or os.environ.get("DATABRICKS_CONFIG_PROFILE"))
+    has_path = bool(
+        os.environ.get("DATABRICKS_WAREHOUSE_PATH") or os.environ.get("DATABRICKS_WAREHOUSE_ID")
+    )
+    return has_path and bool(
+        os.environ.get("DATABRICKS_HOST") or os.environ.get("DATABRICKS_CONFIG_PROFILE")
+    )
 
 
 def in_databricks_notebook() -> bool:

@@ -100,13 +100,16 @@ def to_response(invocation: Invocation) -> Response:
         return JSONResponse({"detail": jsonable_encoder(exc.detail)}, status_code=exc.status)
     if invocation.status == "timeout":
         return JSONResponse(
-            {"error": f"function {invocation.function!r} timed out", "invocation_id": invocation.id},
+            {
+                "error": f"function {invocation.function!r} timed out",
+                "invocation_id": invocation.id,
+            },
             status_code=504,
         )
     if invocation.status != "ok":
         return JSONResponse(
             {
-                "error": f"function {invocation.function!r} failed; see the log for this invocation",
+                "error": f"function {invocation.function!r} failed; see its invocation in the log",
                 "invocation_id": invocation.id,
             },
             status_code=500,
