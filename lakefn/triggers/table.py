@@ -6,7 +6,10 @@ in one call. The checkpoint moves only after the function succeeds (a compare-an
 failure or a crash means the same range is delivered again; a version is never skipped silently.
 
 Two processes sharing a state file take turns through a lease per (function, table): only the
-holder checks and delivers, and it keeps the lease renewed while its function runs.
+holder checks and delivers, and it keeps the lease renewed while its function runs. While the
+lease is held without a break, nobody else can move the checkpoint, so the holder keeps it (and
+the lease's expiry) in memory: a check that finds nothing new touches the store only when the
+lease is due for renewal, which keeps a thousand watched tables cheap.
 
 History gaps (versions removed by log retention before they were handed over) are reported
 plainly — logged as an error, shown in /lakefn/tables and the journal — and delivery resumes at
@@ -20,6 +23,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,6 +73,16 @@ class WatchState:
     error_kind: str | None = None
     consecutive_failures: int = 0
     gaps: list[dict[str, int]] = field(default_factory=list)
+    #: wall-clock time until which this process surely holds the lease (0: not held)
+    lease_until: float = 0.0
+    #: the checkpoint as of the last load or save, valid only while the lease is held
+    cached: int | None = None
+
+    @property
+    def lease_ttl(self) -> float:
+        # Long enough that a busy store or a slow check never loses it; short enough that a
+        # restarted process after a crash takes over soon.
+        return max(10.0, 3 * self.check_interval)
 
     @property
     def key(self) -> str:
@@ -123,7 +137,8 @@ class TableWatcher:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="lakefn-tables")
         self._tasks = [
-            asyncio.create_task(self._watch(name), name=f"lakefn-watch-{name}") for name in self.states
+            asyncio.create_task(self._watch(name), name=f"lakefn-watch-{name}")
+            for name in self.states
         ]
 
     async def stop(self) -> None:
@@ -133,11 +148,19 @@ class TableWatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            for state in self.states.values():
-                await asyncio.get_running_loop().run_in_executor(
-                    pool, self.runtime.checkpoints.release, state.key, self.owner
-                )
+            held = [state for state in self.states.values() if state.lease_until > 0]
+            for state in held:
+                state.lease_until, state.cached = 0.0, None
+            # Released so a restarted process takes over at once instead of after the ttl.
+            await asyncio.get_running_loop().run_in_executor(pool, self._release, held)
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _release(self, states: list[WatchState]) -> None:
+        for state in states:
+            try:
+                self.runtime.checkpoints.release(state.key, self.owner)
+            except Exception as exc:  # noqa: BLE001 - the lease expires on its own anyway
+                logger.warning("%s: cannot release the lease: %s", state.function, exc)
 
     async def _watch(self, name: str) -> None:
         state = self.states[name]
@@ -156,26 +179,25 @@ class TableWatcher:
         """Look once for new versions of the function's table; deliver them if there are."""
         state = self.states[name]
         state.last_check = datetime.now(timezone.utc)
-        checkpoints = self.runtime.checkpoints
-        lease_ttl = max(10.0, 3 * state.check_interval)
-        if not await self._io(checkpoints.acquire, state.key, self.owner, lease_ttl):
-            return None  # another process delivers this table's versions
+        source = self.runtime.table_source
         try:
-            last = await self._io(checkpoints.load, state.key)
+            if not await self._hold_lease(state):
+                return None  # another process delivers this table's versions
+            last = state.cached
+            if last is None:
+                last = state.cached = await self._io(self.runtime.checkpoints.load, state.key)
             if last is None:
                 last = await self._first_checkpoint(state)
                 if last is None:
                     return None
             state.last_processed = last
-            latest = await self._io(self.runtime.table_source.latest_version, state.table)
+            latest = await self._io(source.latest_version, state.table)
             state.latest_seen = latest
             if latest <= last:
                 state.pending_since = None
                 self._recovered(state)
                 return None
-            commits = await self._io(
-                self.runtime.table_source.commits_since, state.table, last, MAX_BATCH
-            )
+            commits = await self._io(source.commits_since, state.table, last, MAX_BATCH)
         except (TableNotFound, SourceUnavailable, HistoryGap) as exc:
             self._note_error(state, type(exc).__name__, str(exc))
             return None
@@ -185,7 +207,23 @@ class TableWatcher:
         state.pending_since = commits[0].timestamp
         if commits[0].version > last + 1:
             self._report_gap(state, last, commits[0].version)
-        return await self._deliver(state, last, commits, lease_ttl)
+        return await self._deliver(state, last, commits)
+
+    async def _hold_lease(self, state: WatchState) -> bool:
+        """True while this process holds the (function, table) lease; renews it when due."""
+        ttl = state.lease_ttl
+        if state.lease_until - time.time() > ttl / 2:
+            return True
+        asked_at = time.time()
+        if not await self._io(self.runtime.checkpoints.acquire, state.key, self.owner, ttl):
+            state.lease_until, state.cached = 0.0, None
+            return False
+        if state.lease_until <= time.time():
+            # The lease lapsed (or was never ours): someone may have moved the checkpoint.
+            state.cached = None
+        # The store computed its expiry after `asked_at`, so this is never later than the truth.
+        state.lease_until = asked_at + ttl
+        return True
 
     async def _first_checkpoint(self, state: WatchState) -> int | None:
         """Where a function starts on its first run (`start:`): latest records the current
@@ -203,7 +241,7 @@ class TableWatcher:
         return start - 1
 
     async def _deliver(
-        self, state: WatchState, last: int, commits: list[Commit], lease_ttl: float
+        self, state: WatchState, last: int, commits: list[Commit]
     ) -> Invocation | None:
         trigger = self.runtime.registry.config(state.function).trigger
         assert isinstance(trigger, TableTrigger)
@@ -216,6 +254,12 @@ class TableWatcher:
         table = state.table
         source = self.runtime.table_source
         first = relevant[0].version
+        skipped = sum(first <= c.version <= relevant[-1].version for c in commits) > len(relevant)
+
+        def load_changes() -> pyarrow.Table:
+            rows = source.changes(table, first, relevant[-1].version)
+            # Commits the operations filter left out are not this event's: neither are their rows.
+            return _only_versions(rows, [c.version for c in relevant]) if skipped else rows
 
         def make_event() -> TableChangeEvent:
             return TableChangeEvent(
@@ -223,10 +267,10 @@ class TableWatcher:
                 table_name=str(table),
                 commits=list(relevant),
                 previous_version=last,
-                changes_loader=lambda: source.changes(table, first, relevant[-1].version),
+                changes_loader=load_changes,
             )
 
-        heartbeat = asyncio.create_task(self._keep_lease(state, lease_ttl))
+        heartbeat = asyncio.create_task(self._keep_lease(state))
         try:
             invocation = await self.runtime.invoker.invoke(
                 state.function,
@@ -239,6 +283,7 @@ class TableWatcher:
             await self._save(state, end, last)
             state.last_success = datetime.now(timezone.utc)
             state.consecutive_failures = 0
+            state.last_error = None
             state.pending_since = None
         else:
             state.consecutive_failures += 1
@@ -246,23 +291,32 @@ class TableWatcher:
             logger.error(
                 "%s: delivery of %s versions %d..%d failed after %d attempt(s); it will be "
                 "delivered again on the next check",
-                state.function, table, first, relevant[-1].version, invocation.attempt,
+                state.function,
+                table,
+                first,
+                relevant[-1].version,
+                invocation.attempt,
             )
         return invocation
 
-    async def _keep_lease(self, state: WatchState, ttl: float) -> None:
+    async def _keep_lease(self, state: WatchState) -> None:
+        """Renew the lease while the function runs, however long it takes."""
         while True:
-            await asyncio.sleep(ttl / 3)
-            await self._io(self.runtime.checkpoints.acquire, state.key, self.owner, ttl)
+            await asyncio.sleep(state.lease_ttl / 4)
+            try:
+                await self._hold_lease(state)
+            except Exception as exc:  # noqa: BLE001 - the save's compare-and-set still guards
+                logger.warning("%s: cannot renew the lease: %s", state.function, exc)
 
     async def _save(self, state: WatchState, version: int, expected: int | None) -> None:
         try:
             await self._io(self.runtime.checkpoints.save, state.key, version, expected=expected)
         except CheckpointConflict as exc:
-            # Another process moved it (its lease expired on us): its value stands.
+            # Another process moved it (our lease lapsed): its value stands; read it afresh.
+            state.cached = None
             logger.warning("%s: %s", state.function, exc)
             return
-        state.last_processed = version
+        state.last_processed = state.cached = version
 
     # -- errors, once per change of state ----------------------------------------------------
 
@@ -281,6 +335,8 @@ class TableWatcher:
             state.last_error = None
 
     def _report_gap(self, state: WatchState, last: int, first_available: int) -> None:
+        if state.gaps and state.gaps[-1] == {"after": last, "resumed_at": first_available}:
+            return  # the same gap, seen again because its delivery failed: reported already
         gap = HistoryGap(str(state.table), last, first_available)
         state.gaps.append({"after": last, "resumed_at": first_available})
         state.gaps = state.gaps[-20:]
@@ -357,7 +413,11 @@ class TableWatcher:
         return await self.runtime.invoker.invoke(name, make_event, detail=detail)
 
     async def _fabricate(
-        self, state: WatchState, operation: str, rows: list[dict[str, Any]] | None, version: int | None
+        self,
+        state: WatchState,
+        operation: str,
+        rows: list[dict[str, Any]] | None,
+        version: int | None,
     ) -> tuple[list[Commit], Callable[[], pyarrow.Table]]:
         if version is None:
             try:
@@ -382,7 +442,12 @@ class TableWatcher:
             import pyarrow as pa
 
             records = [
-                {**row, "_change_type": change_type, "_commit_version": version, "_commit_timestamp": now}
+                {
+                    **row,
+                    "_change_type": change_type,
+                    "_commit_version": version,
+                    "_commit_timestamp": now,
+                }
                 for row in rows or []
             ]
             if not records:
@@ -396,3 +461,10 @@ class TableWatcher:
             return pa.Table.from_pylist(records)
 
         return [commit], loader
+
+
+def _only_versions(rows: pyarrow.Table, versions: list[int]) -> pyarrow.Table:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return rows.filter(pc.is_in(rows.column("_commit_version"), pa.array(versions, pa.int64())))
