@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 OPERATIONS = ["WRITE", "MERGE", "UPDATE", "DELETE", "STREAMING UPDATE", "OPTIMIZE"]
 _BOX = widgets.Layout(border="1px solid #d0d7de", padding="6px", width="100%")
+_BUTTON = widgets.Layout(width="120px", min_width="120px")
+_CELL = "style='padding:2px 10px;text-align:left'"
 
 
 class Panel:
@@ -98,7 +100,7 @@ class Panel:
             described["table_name"] = str(config.table)
         label = widgets.HTML(
             f"<code>{escape(name)}</code><br><small>{escape(describe_trigger(described))}</small>",
-            layout=widgets.Layout(width="260px"),
+            layout=widgets.Layout(width="260px", min_width="260px"),
         )
         outcome = widgets.HTML(layout=widgets.Layout(width="100%"))
         outcome.add_class("lakefn-outcome")
@@ -108,7 +110,9 @@ class Panel:
                 options=wanted + [op for op in OPERATIONS if op not in wanted],
                 layout=widgets.Layout(width="220px"),
             )
-            button = widgets.Button(description="Simulate", icon="database", button_style="info")
+            button = widgets.Button(
+                description="Simulate", icon="database", button_style="info", layout=_BUTTON
+            )
             button.add_class("lakefn-simulate")
             button.on_click(lambda _: self._simulate(name, operation.value, button, outcome))
             control: widgets.Widget = operation
@@ -121,7 +125,9 @@ class Panel:
                 rows=2,
                 layout=widgets.Layout(width="220px"),
             )
-            button = widgets.Button(description="Run", icon="play", button_style="primary")
+            button = widgets.Button(
+                description="Run", icon="play", button_style="primary", layout=_BUTTON
+            )
             button.add_class("lakefn-run")
             button.on_click(lambda _: self._run(name, payload.value, button, outcome))
             control = payload
@@ -243,7 +249,7 @@ def _log_html(lines: list[str]) -> str:
 
 def _tables_html(states: list[dict[str, Any]]) -> str:
     def cell(value: Any) -> str:
-        return f"<td>{escape('' if value is None else str(value))}</td>"
+        return f"<td {_CELL}>{escape('' if value is None else str(value))}</td>"
 
     rows = "".join(
         "<tr>"
@@ -257,8 +263,6 @@ def _tables_html(states: list[dict[str, Any]]) -> str:
         + "</tr>"
         for s in states
     )
-    head = (
-        "<tr><th>function</th><th>table</th><th>processed</th><th>latest</th>"
-        "<th>lag (versions)</th><th>lag (s)</th><th>error</th></tr>"
-    )
+    names = ("function", "table", "processed", "latest", "lag (versions)", "lag (s)", "error")
+    head = "<tr>" + "".join(f"<th {_CELL}>{name}</th>" for name in names) + "</tr>"
     return f"<b>Tables</b><table class='lakefn-tables'>{head}{rows}</table>"

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from ..runtime import Runtime
     from .links import ServerLink
 
+# Styled inline: JupyterLab's widget and output CSS do not make links look like links.
+_LINK = "target='_blank' rel='noopener' style='color:#0969da;text-decoration:underline'"
 _STATUS_COLOURS = {"ok": "#1a7f37", "error": "#cf222e", "timeout": "#bc4c00", "skipped": "#6e7781"}
 
 
@@ -58,8 +60,8 @@ class ServerStatus:
         return (
             "<div class='lakefn-status'><b>lakefn</b> serving "
             f"<code>{escape(self.project)}</code> ({self.functions} functions) at "
-            f"<a href='{url}' target='_blank' rel='noopener'>{url}</a>"
-            f" &middot; <a href='{docs}' target='_blank' rel='noopener'>API docs</a></div>"
+            f"<a href='{url}' {_LINK}>{url}</a>"
+            f" &middot; <a href='{docs}' {_LINK}>API docs</a></div>"
         )
 
 

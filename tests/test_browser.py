@@ -1,0 +1,175 @@
+"""The panel in a real browser: JupyterLab on 127.0.0.1, driven by Playwright with Debian's
+Chromium. Runs every cell, clicks the panel's Run button, and sees the invocation in the log."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import nbformat
+import pytest
+
+from .test_notebook_magics import copy_sample
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def panel_notebook(root: Path) -> Path:
+    """A notebook in `root` (a copy of the sample project) that serves it and shows the panel."""
+    cells = [
+        nbformat.v4.new_code_cell(
+            "import os\n"
+            f"os.environ['LAKEFN_STATE'] = {str(root / 'state.db')!r}\n"
+            f"os.environ['LAKEFN_LOCAL_ROOT'] = {str(root / 'catalog')!r}\n"
+            "from lakefn.sources.local import create_table\n"
+            "create_table(os.environ['LAKEFN_LOCAL_ROOT'], '_data.tpch.dim_customer',\n"
+            "             [{'c_custkey': 1, 'c_name': 'Customer#1'}])"
+        ),
+        nbformat.v4.new_code_cell("%load_ext lakefn\n%lakefn load app.yaml"),
+        nbformat.v4.new_code_cell("%lakefn serve --port 0"),
+        nbformat.v4.new_code_cell("%lakefn panel"),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = root / "panel.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def jupyterlab(tmp_path: Path) -> Iterator[str]:
+    """JupyterLab serving a copy of the sample project; yields the notebook's URL."""
+    root = tmp_path / "root"
+    copy_sample(root)
+    panel_notebook(root)
+    port, token = free_port(), secrets.token_hex(16)
+    home = tmp_path / "jupyter"
+    env = {
+        **os.environ,
+        # Settings, workspaces and runtime files stay in the test's folder.
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+    }
+    env.pop("LAKEFN_STATE", None)
+    env.pop("LAKEFN_LOCAL_ROOT", None)
+    log = (tmp_path / "jupyterlab.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            "--ServerApp.open_browser=False",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.allow_root=True",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(base, token, process, tmp_path / "jupyterlab.log")
+        yield f"{base}/lab/tree/panel.ipynb?token={token}"
+    finally:
+        # The REST shutdown stops the kernels too (and with them lakefn's server).
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{base}/api/shutdown", headers={"Authorization": f"token {token}"})
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            process.wait(10)
+        log.close()
+
+
+def _wait_for(base: str, token: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited:\n{log.read_text()}")
+        try:
+            reply = httpx.get(f"{base}/api/status", headers={"Authorization": f"token {token}"})
+            if reply.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"JupyterLab did not start:\n{log.read_text()}")
+
+
+def test_panel_run_button_shows_the_invocation_in_the_log(jupyterlab: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(jupyterlab)
+            # The notebook is open once its first cell's editor shows.
+            expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
+            expect(
+                page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+            ).to_have_count(1, timeout=60_000)
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+            run = page.locator(".lakefn-function-example_http .lakefn-run")
+            expect(run).to_be_visible(timeout=60_000)
+            status = page.locator(".lakefn-panel .lakefn-status")
+            expect(status).to_contain_text("serving", timeout=30_000)
+            log = page.locator(".lakefn-panel .lakefn-log")
+            expect(log).to_contain_text("no invocations yet")
+
+            run.click()
+            expect(log).to_contain_text("example_http [http] ok", timeout=30_000)
+            expect(log).to_contain_text("greeting world")
+            outcome = page.locator(".lakefn-function-example_http .lakefn-outcome")
+            expect(outcome).to_contain_text('"hello": "world"')
+
+            operation = page.locator(".lakefn-function-unity_monitor select")
+            operation.select_option("MERGE")
+            page.locator(".lakefn-function-unity_monitor .lakefn-simulate").click()
+            expect(log).to_contain_text("unity_monitor [unity_table simulated] ok", timeout=30_000)
+            expect(log).to_contain_text("v1: MERGE")
+
+            news = page.get_by_role("button", name="No", exact=True)
+            if news.count():  # JupyterLab's "official Jupyter news?" toast hides the panel
+                news.first.click()
+            page.locator(".lakefn-panel").scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "browser_panel.png"), full_page=True)
+            page.locator(".lakefn-panel").screenshot(path=str(ARTIFACTS / "browser_panel_only.png"))
+        finally:
+            browser.close()
