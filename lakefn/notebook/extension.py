@@ -30,7 +30,8 @@ def unload(ip: Any) -> None:
         return
     manager = ip.magics_manager
     for kind in ("line", "cell"):
-        if manager.magics[kind].get("lakefn") == magics.lakefn:
+        registered = manager.magics[kind].get("lakefn")
+        if getattr(registered, "__self__", None) is magics:  # ours, not a newer one
             del manager.magics[kind]["lakefn"]
     manager.registry.pop(type(magics).__name__, None)
     if magics in ip.configurables:
