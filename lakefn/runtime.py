@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._exceptions import LakefnError
 from ._loopthread import LoopThread
 from .abc import CheckpointStore, Clock, SystemClock, TableSource
 from .config import HttpTrigger, TableTrigger, TimerTrigger
@@ -142,8 +143,7 @@ class Runtime:
         if isinstance(trigger, TimerTrigger):
             return await self.timers.fire(name)
         if isinstance(trigger, TableTrigger):
-            payload = payload if isinstance(payload, dict) else {}
-            return await self.watcher.simulate(name, **payload)
+            return await self.watcher.simulate(name, **_simulation_args(payload))
         assert isinstance(trigger, HttpTrigger)
         body = b"" if payload is None else json.dumps(payload).encode()
 
@@ -204,6 +204,21 @@ class Runtime:
                 }
             )
         return out
+
+
+SIMULATION_ARGS = ("operation", "rows", "version", "replay_from")
+
+
+def _simulation_args(payload: Any) -> dict[str, Any]:
+    """A manual invoke of a table function is a simulation; its payload names the commit."""
+    if payload is None:
+        return {}
+    if not isinstance(payload, dict) or set(payload) - set(SIMULATION_ARGS):
+        raise LakefnError(
+            "the input of a unity_table function is a simulated commit: an object with "
+            f"some of {', '.join(SIMULATION_ARGS)}; got {json.dumps(payload)[:200]}"
+        )
+    return payload
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -105,3 +105,29 @@ def test_two_projects_in_one_process_do_not_share_modules(tmp_path) -> None:
         finally:
             runtime.close()
     assert results == ["one", "two"]
+
+
+def test_manual_invoke_of_a_table_function_is_a_simulation(project) -> None:
+    from lakefn import LakefnError
+
+    project.config(
+        """\
+        functions:
+          - name: watch
+            trigger: {type: unity_table, check_interval: 5}
+            table_name: main.sales.orders
+        """
+    )
+    project.function(
+        "watch",
+        "def main(event):\n    return [event.simulated, [c.operation for c in event.commits]]\n",
+    )
+    runtime = project.runtime()
+    try:
+        invocation = runtime.invoke_sync("watch", {"operation": "merge", "version": 3})
+        assert invocation.result == [True, ["MERGE"]]
+        assert invocation.detail["versions"] == [3, 3]
+        with pytest.raises(LakefnError, match="some of operation, rows, version, replay_from"):
+            runtime.invoke_sync("watch", {"op": "merge"})
+    finally:
+        runtime.close()
