@@ -167,6 +167,11 @@ class LocalDeltaSource(TableSource):
         with state.lock:
             self._refresh(table, state)
             handle = self._handle(table, state)
+            # delta-rs checks only the starting version's settings: on a table without the
+            # feed it would hand back rows guessed from the data files. Databricks refuses.
+            settings = handle.metadata().configuration
+            if settings.get("delta.enableChangeDataFeed", "false").lower() != "true":
+                raise ChangeDataFeedUnavailable(str(table), "delta.enableChangeDataFeed is off")
             try:
                 reader = handle.load_cdf(starting_version=start, ending_version=end)
                 result = pa.table(reader)

@@ -266,7 +266,7 @@ class TableWatcher:
                 function_name=state.function,
                 table_name=str(table),
                 commits=list(relevant),
-                previous_version=last,
+                previous_version=last if last >= 0 else None,  # None: nothing before
                 changes_loader=load_changes,
             )
 
@@ -393,7 +393,7 @@ class TableWatcher:
                 return source.changes(state.table, commits[0].version, commits[-1].version)
         else:
             commits, loader = await self._fabricate(state, operation, rows, version)
-        previous = commits[0].version - 1
+        previous = commits[0].version - 1 if commits[0].version > 0 else None
 
         def make_event() -> TableChangeEvent:
             return TableChangeEvent(

@@ -1,0 +1,592 @@
+"""unity_table triggers end to end: real local Delta tables, the real SQLite checkpoint store, the
+real Runtime (and, where the polling loop matters, the real server under uvicorn).
+
+Most tests drive `watcher.check(name)` by hand so every step is deterministic; the ones about
+what happens between checks (missing tables, concurrency, /lakefn/tables) let the watcher's own
+tasks run at a small check_interval.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from lakefn._exceptions import ConfigError
+from lakefn._tablename import TableName
+from lakefn.runtime import Runtime
+from lakefn.sources.local import LocalDeltaSource, append, create_table, path_for
+from tests.conftest import ProjectDir
+
+TABLE = "main.sales.orders"
+KEY = f"watch|{TABLE}"
+
+#: appends one JSON line per call: what a user's function would see of the event
+RECORDER = """\
+import json, pathlib, time
+
+OUT = pathlib.Path(__file__).resolve().parent.parent / "deliveries.jsonl"
+
+def main(event):
+    record = {
+        "function": event.function_name,
+        "table": event.table_name,
+        "versions": [c.version for c in event.commits],
+        "operations": [c.operation for c in event.commits],
+        "previous": event.previous_version,
+        "simulated": event.simulated,
+        "attempt": event.attempt,
+        "started": time.time(),
+    }
+    with OUT.open("a") as out:
+        out.write(json.dumps(record) + "\\n")
+    return record
+"""
+
+#: fails while a `fail` file exists in the project, noting when each attempt started
+FLAKY = """\
+import json, pathlib, time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+def main(event):
+    versions = [c.version for c in event.commits]
+    if (ROOT / "fail").exists():
+        with (ROOT / "attempts.jsonl").open("a") as out:
+            out.write(json.dumps({"at": time.monotonic(), "attempt": event.attempt}) + "\\n")
+        raise RuntimeError(f"downstream is down (versions {versions})")
+    with (ROOT / "deliveries.jsonl").open("a") as out:
+        out.write(json.dumps({"versions": versions, "previous": event.previous_version}) + "\\n")
+"""
+
+CHANGES = """\
+from lakefn import ChangeDataFeedUnavailable
+
+def main(event):
+    try:
+        changes = event.changes()
+    except ChangeDataFeedUnavailable as exc:
+        return {"error": str(exc)}
+    return {"columns": changes.column_names, "rows": changes.to_pylist()}
+"""
+
+SHOW_EVENT = """\
+def main(event):
+    return {
+        "simulated": event.simulated,
+        "commits": [c.to_dict() for c in event.commits],
+        "rows": event.changes().to_pylist(),
+    }
+"""
+
+
+def app_yaml(functions: str, *, concurrency: int | None = None) -> str:
+    tables = "{local_root: catalog, source: local" + (
+        f", concurrency: {concurrency}}}" if concurrency else "}"
+    )
+    return f"tables: {tables}\nstate: state.db\nfunctions:\n{functions}"
+
+
+def table_function(
+    name: str = "watch",
+    table: str = TABLE,
+    *,
+    interval: float = 0.05,
+    start: str = "earliest",
+    operations: list[str] | None = None,
+    retry: str = "",
+) -> str:
+    ops = f", operations: {json.dumps(operations)}" if operations else ""
+    lines = [
+        f"  - name: {name}",
+        f"    trigger: {{type: unity_table, check_interval: {interval}, start: {start}{ops}}}",
+        f"    table_name: {json.dumps(table)}",
+    ]
+    if retry:
+        lines.append(f"    retry: {retry}")
+    return "\n".join(lines) + "\n"
+
+
+def rows(*ids: int) -> list[dict[str, Any]]:
+    return [{"id": i, "amount": i * 10.0} for i in ids]
+
+
+def deliveries(project: ProjectDir, function: str | None = None) -> list[dict[str, Any]]:
+    path = project.root / "deliveries.jsonl"
+    if not path.exists():
+        return []
+    found = [json.loads(line) for line in path.read_text().splitlines()]
+    return [d for d in found if function is None or d.get("function") == function]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def catalog(project: ProjectDir) -> Path:
+    return project.root / "catalog"
+
+
+@pytest.fixture
+def runtime(project: ProjectDir) -> Iterator[Callable[..., Runtime]]:
+    made: list[Runtime] = []
+
+    def make(**kwargs: Any) -> Runtime:
+        made.append(project.runtime(**kwargs))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+def recording(project: ProjectDir, functions: str, **kwargs: Any) -> ProjectDir:
+    project.config(app_yaml(functions, **kwargs))
+    for line in functions.splitlines():
+        if line.strip().startswith("- name:"):
+            project.function(line.split(":", 1)[1].strip(), RECORDER)
+    return project
+
+
+# -- where a function starts ---------------------------------------------------------------
+
+
+async def test_start_latest_records_the_current_version_and_calls_nothing(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    create_table(catalog, TABLE, rows(1))
+    append(catalog, TABLE, rows(2))
+    recording(project, table_function(start="latest"))
+    rt = runtime()
+    assert await rt.watcher.check("watch") is None
+    assert deliveries(project) == []
+    assert rt.checkpoints.load(KEY) == 1
+    assert await rt.watcher.check("watch") is None  # nothing new: still nothing
+    append(catalog, TABLE, rows(3))
+    await rt.watcher.check("watch")
+    [only] = deliveries(project)
+    assert only["versions"] == [2] and only["previous"] == 1 and only["simulated"] is False
+    assert rt.checkpoints.load(KEY) == 2
+
+
+async def test_start_earliest_delivers_the_whole_history_in_one_call(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    recording(project, table_function(start="earliest"))
+    create_table(catalog, TABLE, rows(1))
+    append(catalog, TABLE, rows(2))
+    append(catalog, TABLE, rows(3))
+    rt = runtime()
+    invocation = await rt.watcher.check("watch")
+    assert invocation is not None and invocation.ok
+    [only] = deliveries(project)
+    # Nothing was processed before version 0: previous_version says so with None.
+    assert only["versions"] == [0, 1, 2] and only["previous"] is None
+    assert rt.checkpoints.load(KEY) == 2
+
+
+async def test_start_at_a_version_delivers_from_that_version(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    recording(project, table_function(start="2"))
+    create_table(catalog, TABLE, rows(1))
+    for i in (2, 3, 4):
+        append(catalog, TABLE, rows(i))
+    rt = runtime()
+    await rt.watcher.check("watch")
+    [only] = deliveries(project)
+    assert only["versions"] == [2, 3] and only["previous"] == 1
+
+
+# -- once per version, across every kind of commit ------------------------------------------
+
+
+def _optimize(catalog: Path) -> None:
+    DeltaTable(str(path_for(catalog, TABLE))).optimize.compact()
+
+
+def _delete(catalog: Path) -> None:
+    DeltaTable(str(path_for(catalog, TABLE))).delete("id = 1")
+
+
+def _merge(catalog: Path) -> None:
+    (
+        DeltaTable(str(path_for(catalog, TABLE)))
+        .merge(pa.Table.from_pylist(rows(2, 9)), "t.id = s.id", source_alias="s", target_alias="t")
+        .when_matched_update_all()
+        .when_not_matched_insert_all()
+        .execute()
+    )
+
+
+async def test_each_version_once_across_write_overwrite_delete_merge_optimize(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    functions = table_function("every", start="latest") + table_function(
+        "edits", start="latest", operations=["delete", "MERGE"]
+    )
+    recording(project, functions)
+    create_table(catalog, TABLE, rows(1))
+    rt = runtime()
+    assert await rt.watcher.check("every") is None and await rt.watcher.check("edits") is None
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("WRITE", lambda: append(catalog, TABLE, rows(2))),
+        ("WRITE", lambda: append(catalog, TABLE, rows(1, 2, 3), mode="overwrite")),
+        ("DELETE", lambda: _delete(catalog)),
+        ("MERGE", lambda: _merge(catalog)),
+        ("WRITE", lambda: append(catalog, TABLE, rows(4))),
+        ("OPTIMIZE", lambda: _optimize(catalog)),
+    ]
+    for version, (operation, step) in enumerate(steps, start=1):
+        step()
+        for name in ("every", "edits"):
+            await rt.watcher.check(name)
+            await rt.watcher.check(name)  # a second look at the same version calls nothing
+        assert deliveries(project, "every")[-1]["operations"] == [operation]
+        # Commits the filter leaves out still move its checkpoint, without a call.
+        assert rt.checkpoints.load(f"edits|{TABLE}") == version
+    assert [d["versions"] for d in deliveries(project, "every")] == [[v] for v in range(1, 7)]
+    edits = deliveries(project, "edits")
+    assert [(d["versions"], d["operations"]) for d in edits] == [
+        ([3], ["DELETE"]),
+        ([4], ["MERGE"]),
+    ]
+
+
+async def test_a_backlog_arrives_in_one_ascending_call_with_only_the_wanted_operations(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    functions = table_function("every", start="latest") + table_function(
+        "merges", start="latest", operations=["MERGE"]
+    )
+    recording(project, functions)
+    create_table(catalog, TABLE, rows(1, 2))
+    rt = runtime()
+    await rt.watcher.check("every")
+    await rt.watcher.check("merges")
+    append(catalog, TABLE, rows(3))
+    _merge(catalog)
+    append(catalog, TABLE, rows(5))
+    _merge(catalog)
+    append(catalog, TABLE, rows(6))
+    await rt.watcher.check("every")
+    await rt.watcher.check("merges")
+    [every] = deliveries(project, "every")
+    assert every["versions"] == [1, 2, 3, 4, 5] and every["previous"] == 0
+    assert every["operations"] == ["WRITE", "MERGE", "WRITE", "MERGE", "WRITE"]
+    [merges] = deliveries(project, "merges")
+    assert merges["versions"] == [2, 4] and merges["previous"] == 0
+    assert rt.checkpoints.load(f"merges|{TABLE}") == 5
+
+
+# -- the rows that changed -------------------------------------------------------------------
+
+
+async def test_changes_are_the_change_data_feed_rows_of_the_event(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    project.config(
+        app_yaml(
+            table_function("all", start="latest")
+            + table_function("deletes", start="latest", operations=["DELETE"])
+        )
+    )
+    project.function("all", CHANGES)
+    project.function("deletes", CHANGES)
+    create_table(catalog, TABLE, rows(1))
+    rt = runtime()
+    await rt.watcher.check("all")
+    await rt.watcher.check("deletes")
+    append(catalog, TABLE, rows(2, 3))
+    _delete(catalog)
+    everything = await rt.watcher.check("all")
+    assert everything is not None and everything.ok
+    result = everything.result
+    assert {"_change_type", "_commit_version", "_commit_timestamp"} <= set(result["columns"])
+    seen = [(r["id"], r["_change_type"], r["_commit_version"]) for r in result["rows"]]
+    assert seen == [(2, "insert", 1), (3, "insert", 1), (1, "delete", 2)]
+    assert all(r["_commit_timestamp"].tzinfo is not None for r in result["rows"])
+    # The filtered function's event holds only the DELETE commit, and so do its rows.
+    deletes = await rt.watcher.check("deletes")
+    assert deletes is not None
+    assert [(r["id"], r["_change_type"]) for r in deletes.result["rows"]] == [(1, "delete")]
+
+
+async def test_changes_without_a_change_data_feed_is_a_clear_error(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    project.config(app_yaml(table_function(start="latest")))
+    project.function("watch", CHANGES)
+    create_table(catalog, TABLE, rows(1), change_data_feed=False)
+    rt = runtime()
+    await rt.watcher.check("watch")
+    append(catalog, TABLE, rows(2))
+    invocation = await rt.watcher.check("watch")
+    assert invocation is not None
+    message = invocation.result["error"]
+    assert TABLE in message and "delta.enableChangeDataFeed = true" in message
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+async def test_a_failure_is_retried_with_backoff_recorded_and_delivered_again_later(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    project.config(
+        app_yaml(table_function(start="latest", retry="{max_attempts: 3, backoff_seconds: 0.1}"))
+    )
+    project.function("watch", FLAKY)
+    create_table(catalog, TABLE, rows(1))
+    rt = runtime()
+    await rt.watcher.check("watch")
+    append(catalog, TABLE, rows(2))
+    (project.root / "fail").touch()
+
+    failed = await rt.watcher.check("watch")
+    assert failed is not None and failed.status == "error" and failed.attempt == 3
+    attempts = [json.loads(x) for x in (project.root / "attempts.jsonl").read_text().splitlines()]
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    waits = [b["at"] - a["at"] for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert 0.1 <= waits[0] < 0.2 and 0.2 <= waits[1] < 0.35  # backoff doubles
+    assert rt.checkpoints.load(KEY) == 0  # not moved: version 1 is still owed
+    journal = rt.journal.entries(function="watch")
+    assert [(j.status, j.attempt) for j in journal] == [("error", 3), ("error", 2), ("error", 1)]
+    assert journal[0].detail == {"table": TABLE, "versions": [1, 1]}
+    [status] = rt.watcher.status()
+    assert "downstream is down" in status["last_error"] and status["consecutive_failures"] == 1
+
+    await rt.watcher.check("watch")  # a later check tries the same range again
+    assert rt.watcher.status()[0]["consecutive_failures"] == 2
+    (project.root / "fail").unlink()
+    append(catalog, TABLE, rows(3))
+    delivered = await rt.watcher.check("watch")
+    assert delivered is not None and delivered.ok
+    assert deliveries(project) == [{"versions": [1, 2], "previous": 0}]  # never skipped
+    assert rt.checkpoints.load(KEY) == 2
+    [status] = rt.watcher.status()
+    assert status["last_error"] is None and status["consecutive_failures"] == 0
+
+
+async def test_a_history_gap_is_reported_and_delivery_resumes(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    recording(project, table_function(start="latest"))
+    create_table(catalog, TABLE, rows(0))
+    rt = runtime()
+    await rt.watcher.check("watch")
+    for i in range(1, 9):
+        append(catalog, TABLE, rows(i))
+    # What log retention does: a checkpoint holds the state, the early commit files go.
+    DeltaTable(str(path_for(catalog, TABLE))).create_checkpoint()
+    log = path_for(catalog, TABLE) / "_delta_log"
+    for version in range(0, 5):
+        (log / f"{version:020d}.json").unlink()
+
+    await rt.watcher.check("watch")
+    [delivered] = deliveries(project)
+    assert delivered["versions"] == [5, 6, 7, 8] and delivered["previous"] == 0
+    gap = [j for j in rt.journal.entries(function="watch") if j.status == "error"]
+    assert len(gap) == 1 and gap[0].detail == {"table": TABLE, "gap": [1, 4]}
+    assert "history gap" in (gap[0].error or "")
+    assert rt.watcher.status()[0]["gaps"] == [{"after": 0, "resumed_at": 5}]
+    append(catalog, TABLE, rows(9))
+    await rt.watcher.check("watch")
+    assert deliveries(project)[-1]["versions"] == [9]
+    assert len([j for j in rt.journal.entries(function="watch") if j.status == "error"]) == 1
+
+
+# -- through the server: the watcher's own loop ------------------------------------------------
+
+
+def test_a_missing_table_is_logged_once_recovers_and_never_stops_another_watcher(
+    project: ProjectDir, catalog: Path, serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    ghost = "main.sales.not_yet"
+    recording(project, table_function("ghost", ghost) + table_function("live", start="latest"))
+    create_table(catalog, TABLE, rows(1))
+    caplog.set_level(logging.INFO, logger="lakefn.tables")
+    server = serve(project)
+    tables = lambda: {t["function"]: t for t in server.client.get("/lakefn/tables").json()}  # noqa: E731
+    wait_for(lambda: tables()["live"]["last_processed_version"] == 0)
+    append(catalog, TABLE, rows(2))
+    wait_for(lambda: deliveries(project, "live"))
+    ghost_checks = tables()["ghost"]["last_check"]
+    time.sleep(0.5)  # ten more checks of the missing table
+    assert tables()["ghost"]["last_check"] != ghost_checks
+    assert (
+        "not found" in tables()["ghost"]["last_error"]
+        or "no table" in tables()["ghost"]["last_error"].lower()
+    )
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and ghost in r.getMessage()]
+    assert len(errors) == 1
+
+    create_table(catalog, ghost, rows(7))
+    wait_for(lambda: deliveries(project, "ghost"))
+    assert deliveries(project, "ghost")[0]["versions"] == [0]
+    assert tables()["ghost"]["last_error"] is None
+    assert any("readable again" in r.getMessage() for r in caplog.records)
+    assert [d["versions"] for d in deliveries(project, "live")] == [[1]]
+
+
+class CountingSource(LocalDeltaSource):
+    """The real local source, slowed a little so overlapping checks can be counted."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.active = 0
+        self.most = 0
+        self._count = threading.Lock()
+
+    def latest_version(self, table: TableName) -> int:
+        with self._count:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        try:
+            time.sleep(0.03)
+            return super().latest_version(table)
+        finally:
+            with self._count:
+                self.active -= 1
+
+
+def test_many_tables_are_checked_concurrently_within_the_bound(
+    project: ProjectDir, catalog: Path, serve: Any
+) -> None:
+    names = [f"main.shop.t{i}" for i in range(12)]
+    functions = "".join(table_function(f"f{i}", name) for i, name in enumerate(names))
+    recording(project, functions, concurrency=3)
+    for name in names:
+        create_table(catalog, name, rows(1))
+    source = CountingSource(catalog)
+    started = time.monotonic()
+    serve(project, table_source=source)
+    wait_for(lambda: len(deliveries(project)) == 12)
+    # Twelve slowed checks one after another would take 0.36 s; three at a time, about 0.12 s.
+    assert time.monotonic() - started < 5
+    assert source.most == 3
+    assert sorted(d["table"] for d in deliveries(project)) == sorted(names)
+
+
+def test_lakefn_tables_shows_progress_lag_and_errors(
+    project: ProjectDir, catalog: Path, serve: Any
+) -> None:
+    project.config(
+        app_yaml(table_function(start="latest", retry="{max_attempts: 1, backoff_seconds: 0}"))
+    )
+    project.function("watch", FLAKY)
+    create_table(catalog, TABLE, rows(1))
+    server = serve(project)
+    status = lambda: server.client.get("/lakefn/tables").json()[0]  # noqa: E731
+    first = wait_for(lambda: status()["last_check"] and status())
+    assert first["function"] == "watch" and first["table"] == TABLE and first["source"] == "local"
+    assert first["check_interval"] == 0.05
+    (project.root / "fail").touch()
+    append(catalog, TABLE, rows(2))
+    append(catalog, TABLE, rows(3))
+    behind = wait_for(lambda: status()["consecutive_failures"] >= 2 and status())
+    assert behind["last_processed_version"] == 0 and behind["latest_version"] == 2
+    assert behind["lag_versions"] == 2 and behind["lag_seconds"] > 0
+    assert "downstream is down (versions [1, 2])" in behind["last_error"]
+    time.sleep(0.2)
+    assert status()["lag_seconds"] > behind["lag_seconds"]  # the oldest owed commit ages
+    (project.root / "fail").unlink()
+    caught_up = wait_for(lambda: status()["lag_versions"] == 0 and status())
+    assert caught_up["last_processed_version"] == 2 and caught_up["lag_seconds"] == 0
+    assert caught_up["last_error"] is None and caught_up["consecutive_failures"] == 0
+    assert caught_up["last_success"] is not None
+    assert deliveries(project) == [{"versions": [1, 2], "previous": 0}]
+
+
+# -- simulation and replay ----------------------------------------------------------------------
+
+
+def test_simulate_hands_over_a_fabricated_commit_and_moves_no_checkpoint(
+    project: ProjectDir, catalog: Path, serve: Any
+) -> None:
+    project.config(app_yaml(table_function(start="latest", interval=0.05)))
+    project.function("watch", SHOW_EVENT)
+    create_table(catalog, TABLE, rows(1))
+    server = serve(project)
+    wait_for(lambda: server.runtime.checkpoints.load(KEY) == 0)
+    answer = server.client.post(
+        "/lakefn/functions/watch/invoke",
+        json={"operation": "merge", "rows": [{"id": 42, "amount": 1.5}]},
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["invocation"]["simulated"] is True
+    result = body["result"]
+    assert result["simulated"] is True
+    [commit] = result["commits"]
+    assert commit["operation"] == "MERGE" and commit["version"] == 1
+    [row] = result["rows"]
+    assert row["id"] == 42 and row["_change_type"] == "insert" and row["_commit_version"] == 1
+    time.sleep(0.2)
+    assert server.runtime.checkpoints.load(KEY) == 0  # the real checkpoint did not move
+    # ...so the real version 1, when it comes, is delivered as usual.
+    append(catalog, TABLE, rows(2))
+    wait_for(lambda: server.runtime.checkpoints.load(KEY) == 1)
+
+
+async def test_replay_hands_over_real_history_from_a_version(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    recording(project, table_function(start="latest"))
+    create_table(catalog, TABLE, rows(1))
+    append(catalog, TABLE, rows(2))
+    _delete(catalog)
+    rt = runtime()
+    await rt.watcher.check("watch")
+    replay = await rt.simulate_table_change("watch", replay_from=1)
+    assert replay.ok and replay.simulated
+    [seen] = deliveries(project)
+    assert seen["versions"] == [1, 2] and seen["operations"] == ["WRITE", "DELETE"]
+    assert seen["previous"] == 0 and seen["simulated"] is True
+    assert rt.checkpoints.load(KEY) == 2  # untouched by the replay
+
+
+# -- table names --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["main.sales.orders; DROP TABLE x", "main.sales.`orders", "main.sales", "main.`a`b.c"],
+)
+def test_table_names_that_could_smuggle_sql_are_refused_before_anything_runs(
+    project: ProjectDir, name: str
+) -> None:
+    project.config(app_yaml(table_function(table=name)))
+    project.function("watch", RECORDER)
+    with pytest.raises(ConfigError, match="table_name"):
+        project.runtime()
+
+
+async def test_a_quoted_name_with_odd_characters_is_watched_as_one_table(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    # Quoted parts may hold dots, semicolons and quotes: they name a table, nothing more.
+    odd = "main.`sales; DROP`.`o.r``d`"
+    recording(project, table_function(table=odd))
+    create_table(catalog, odd, rows(1))
+    assert path_for(catalog, odd).relative_to(catalog).parts == ("main", "sales; DROP", "o.r`d")
+    rt = runtime()
+    await rt.watcher.check("watch")
+    [seen] = deliveries(project)
+    assert seen["versions"] == [0] and TableName.parse(seen["table"]) == TableName.parse(odd)
