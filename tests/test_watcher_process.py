@@ -1,0 +1,234 @@
+"""Delivery across process lifetimes: real `lakefn serve` subprocesses on one project, its real
+SQLite state file and real local Delta tables, stopped, killed and run side by side.
+
+The table function appends every version it is handed to a file and fsyncs it before returning,
+so the file is the ground truth of what was delivered, whatever happens to the process after.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from lakefn.sources.local import append, create_table
+from tests.conftest import LAKEFN, ProjectDir, free_port, wait_http
+
+TABLE = "main.sales.orders"
+
+APP = f"""\
+tables: {{local_root: catalog, source: local}}
+state: state.db
+functions:
+  - name: sink
+    trigger: {{type: unity_table, check_interval: 0.05}}
+    table_name: {TABLE}
+"""
+
+#: notes each start in started.log; sleeps while `slow` exists; then records the versions
+SINK = """\
+import os, pathlib, time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+def _append(name, text):
+    with open(ROOT / name, "a") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+
+def main(event):
+    versions = [c.version for c in event.commits]
+    _append("started.log", f"{versions[0]}..{versions[-1]} {os.getpid()}\\n")
+    while (ROOT / "slow").exists():
+        time.sleep(0.05)
+    _append("delivered.log", "".join(f"{v} {os.getpid()}\\n" for v in versions))
+"""
+
+
+class Server:
+    """One `lakefn serve` process on the project, on a port of its own."""
+
+    def __init__(self, project: ProjectDir) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
+        self.log = (project.root / f"serve-{self.port}.log").open("w")
+        self.process = subprocess.Popen(
+            [LAKEFN, "serve", "--port", str(self.port), "--log-level", "warning"],
+            cwd=project.root,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_http(f"{self.url}/healthz", timeout=30)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def tables(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/lakefn/tables", timeout=5).json()[0])
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        self.process.wait(timeout=20)
+        self.log.close()
+
+
+@pytest.fixture
+def proj(project: ProjectDir) -> ProjectDir:
+    project.config(APP)
+    project.function("sink", SINK)
+    create_table(project.root / "catalog", TABLE, [{"id": 0}])
+    return project
+
+
+@pytest.fixture
+def servers(proj: ProjectDir) -> Iterator[Callable[[], Server]]:
+    started: list[Server] = []
+
+    def start() -> Server:
+        started.append(Server(proj))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop(signal.SIGKILL)
+
+
+def commit(proj: ProjectDir, n: int = 1) -> None:
+    for _ in range(n):
+        append(proj.root / "catalog", TABLE, [{"id": 1}])
+
+
+def delivered(proj: ProjectDir) -> list[tuple[int, int]]:
+    path = proj.root / "delivered.log"
+    if not path.exists():
+        return []
+    return [tuple(map(int, line.split())) for line in path.read_text().splitlines()]  # type: ignore[misc]
+
+
+def versions(proj: ProjectDir) -> list[int]:
+    return [version for version, _ in delivered(proj)]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        time.sleep(0.05)
+    return value
+
+
+def ready(server: Server) -> None:
+    """Serving, and the first check has recorded where the function starts."""
+    wait_for(lambda: server.tables()["last_processed_version"] is not None)
+
+
+def test_stopped_and_restarted_nothing_lost_nothing_replayed(
+    proj: ProjectDir, servers: Callable[[], Server]
+) -> None:
+    first = servers()
+    ready(first)
+    commit(proj, 3)
+    wait_for(lambda: versions(proj) == [1, 2, 3])
+    first.stop(signal.SIGTERM)
+    commit(proj, 2)  # while nobody watches
+    second = servers()
+    wait_for(lambda: versions(proj)[-1:] == [5])
+    commit(proj)
+    wait_for(lambda: versions(proj)[-1:] == [6])
+    time.sleep(0.3)
+    assert versions(proj) == [1, 2, 3, 4, 5, 6]
+    assert {pid for _, pid in delivered(proj)} == {first.pid, second.pid}
+
+
+def test_killed_while_idle_and_restarted_nothing_lost_nothing_replayed(
+    proj: ProjectDir, servers: Callable[[], Server]
+) -> None:
+    first = servers()
+    ready(first)
+    commit(proj, 2)
+    wait_for(lambda: versions(proj) == [1, 2])
+    first.stop(signal.SIGKILL)  # no shutdown: the lease is left to expire
+    commit(proj, 2)
+    servers()
+    wait_for(lambda: versions(proj)[-1:] == [4])
+    time.sleep(0.3)
+    assert versions(proj) == [1, 2, 3, 4]
+
+
+def test_killed_during_a_function_that_range_is_delivered_again(
+    proj: ProjectDir, servers: Callable[[], Server]
+) -> None:
+    first = servers()
+    ready(first)
+    (proj.root / "slow").touch()
+    commit(proj, 2)
+    started = proj.root / "started.log"
+    wait_for(lambda: started.exists() and started.read_text())
+    first.stop(signal.SIGKILL)  # the function is still running: versions 1..2 never finished
+    (proj.root / "slow").unlink()
+    assert versions(proj) == []
+    second = servers()
+    wait_for(lambda: versions(proj) == [1, 2])
+    time.sleep(0.3)
+    starts = started.read_text().splitlines()
+    assert starts == [f"1..2 {first.pid}", f"1..2 {second.pid}"]
+    assert versions(proj) == [1, 2]
+
+
+def test_two_servers_on_one_state_file_never_deliver_a_version_twice(
+    proj: ProjectDir, servers: Callable[[], Server]
+) -> None:
+    one = servers()
+    ready(one)
+    two = servers()  # holds no lease yet, so it only waits its turn
+    for _ in range(12):
+        commit(proj)
+        time.sleep(0.02)
+    wait_for(lambda: versions(proj)[-1:] == [12])
+    # The holder of the lease stops; the other takes over at once and carries on.
+    [holder_pid] = {pid for _, pid in delivered(proj)}
+    holder, other = (one, two) if holder_pid == one.pid else (two, one)
+    holder.stop(signal.SIGTERM)
+    for _ in range(8):
+        commit(proj)
+        time.sleep(0.02)
+    wait_for(lambda: versions(proj)[-1:] == [20], timeout=20)
+    time.sleep(0.3)
+    counts = Counter(versions(proj))
+    assert sorted(counts) == list(range(1, 21)) and set(counts.values()) == {1}
+    assert {pid for version, pid in delivered(proj) if version > 12} == {other.pid}
+
+
+def test_a_stalled_holder_gives_way_and_does_not_deliver_again_when_it_wakes(
+    proj: ProjectDir, servers: Callable[[], Server]
+) -> None:
+    one = servers()
+    ready(one)
+    two = servers()
+    commit(proj, 2)
+    wait_for(lambda: versions(proj) == [1, 2])
+    one.process.send_signal(signal.SIGSTOP)  # frozen: its lease runs out, the other takes over
+    try:
+        commit(proj, 2)
+        wait_for(lambda: versions(proj) == [1, 2, 3, 4], timeout=30)
+    finally:
+        one.process.send_signal(signal.SIGCONT)
+    # Woken, the first process must see the lease is gone rather than trust what it remembers.
+    commit(proj, 2)
+    wait_for(lambda: versions(proj)[-1:] == [6])
+    time.sleep(0.5)
+    assert versions(proj) == [1, 2, 3, 4, 5, 6]
+    assert {pid for version, pid in delivered(proj) if version > 2} == {two.pid}
