@@ -163,7 +163,7 @@ def _list(args: argparse.Namespace) -> int:
     root = _root(args)
     found = sorted(p.parent for p in root.glob("*/*/*/_delta_log"))
     for path in found:
-        print(".".join(path.relative_to(root).parts))
+        print(TableName(*path.relative_to(root).parts))  # quoted where a part needs it
     if not found:
         print(f"no tables under {root}")
     return 0
