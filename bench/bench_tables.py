@@ -31,7 +31,6 @@ import textwrap
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psutil
