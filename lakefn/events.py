@@ -46,11 +46,31 @@ class Event:
     invocation_id: str = ""
     attempt: int = 1
     simulated: bool = False
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger] = field(
-        default_factory=lambda: logging.getLogger("lakefn.function"), repr=False
+    _log: logging.LoggerAdapter[logging.Logger] | None = field(
+        default=None, init=False, repr=False, compare=False
     )
 
     trigger = "manual"
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records carry this invocation's id (made on first use: most
+        invocations never log, and the HTTP path is measured per microsecond)."""
+        if self._log is None:
+            self._log = InvocationLogger(
+                logging.getLogger(f"lakefn.functions.{self.function_name}"),
+                {"invocation_id": self.invocation_id, "function": self.function_name},
+            )
+        return self._log
+
+
+class InvocationLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """`event.log`: every record carries the invocation id, in the message and as an attribute."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        kwargs.setdefault("extra", {}).update(extra)
+        return f"[{extra.get('invocation_id')}] {msg}", kwargs
 
 
 @dataclass
