@@ -177,6 +177,9 @@ async def test_start_latest_records_the_current_version_and_calls_nothing(
     assert await rt.watcher.check("watch") is None
     assert deliveries(project) == []
     assert rt.checkpoints.load(KEY) == 1
+    [status] = rt.watcher.status()
+    assert status["last_processed_version"] == 1 and status["latest_version"] == 1
+    assert status["lag_versions"] == 0
     assert await rt.watcher.check("watch") is None  # nothing new: still nothing
     append(catalog, TABLE, rows(3))
     await rt.watcher.check("watch")

@@ -233,6 +233,7 @@ class TableWatcher:
         source = self.runtime.table_source
         if trigger.start == "latest":
             latest = await self._io(source.latest_version, state.table)
+            state.latest_seen = latest
             await self._save(state, latest, None)
             logger.info("%s: watching %s from version %d", state.function, state.table, latest)
             return None
