@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pyarrow
 
     from ._tablename import TableName
@@ -71,8 +73,11 @@ class CheckpointStore(ABC):
         """Set the key to `version` if it currently holds `expected`, else CheckpointConflict."""
 
     @abstractmethod
-    def acquire(self, key: str, owner: str, ttl: float) -> bool:
-        """Take or renew the lease on `key` for `ttl` seconds; False if another owner holds it."""
+    def acquire(
+        self, key: str, owner: str, ttl: float, *, take_over: Callable[[str], bool] | None = None
+    ) -> bool:
+        """Take or renew the lease on `key` for `ttl` seconds; False if another owner holds it,
+        unless `take_over(that_owner)` says its holder is gone (a crashed process)."""
 
     @abstractmethod
     def release(self, key: str, owner: str) -> None:

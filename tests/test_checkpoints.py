@@ -89,6 +89,20 @@ def test_expired_lease_goes_to_another_owner(store: CheckpointStore, clock: Fake
     assert not store.acquire("k", "host-1", ttl=30)
 
 
+def test_a_live_lease_is_taken_over_only_when_its_holder_is_gone(store: CheckpointStore) -> None:
+    assert store.acquire("k", "host-1", ttl=30)
+    asked: list[str] = []
+
+    def alive(owner: str) -> bool:
+        asked.append(owner)
+        return False
+
+    assert not store.acquire("k", "host-2", ttl=30, take_over=alive)
+    assert asked == ["host-1"]
+    assert store.acquire("k", "host-2", ttl=30, take_over=lambda owner: owner == "host-1")
+    assert not store.acquire("k", "host-1", ttl=30)  # host-2 holds it now
+
+
 def test_release_frees_the_lease_only_for_its_owner(store: CheckpointStore) -> None:
     assert store.acquire("k", "host-1", ttl=30)
     store.release("k", "host-2")

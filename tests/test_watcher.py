@@ -590,3 +590,21 @@ async def test_a_quoted_name_with_odd_characters_is_watched_as_one_table(
     await rt.watcher.check("watch")
     [seen] = deliveries(project)
     assert seen["versions"] == [0] and TableName.parse(seen["table"]) == TableName.parse(odd)
+
+
+def test_only_a_dead_process_of_this_host_loses_its_lease() -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from lakefn.triggers.table import holder_is_dead, owner_id
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    assert holder_is_dead(f"{host}:{gone.pid}:abcd1234")
+    assert not holder_is_dead(owner_id())  # this process
+    assert not holder_is_dead(f"{host}:{os.getppid()}:abcd1234")  # alive
+    assert not holder_is_dead(f"another-host:{gone.pid}:abcd1234")  # can't tell: wait it out
+    assert not holder_is_dead("not-an-owner-id")

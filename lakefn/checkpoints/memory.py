@@ -34,11 +34,14 @@ class MemoryCheckpointStore(CheckpointStore):
                 raise CheckpointConflict(key, expected, found)
             self._versions[key] = version
 
-    def acquire(self, key: str, owner: str, ttl: float) -> bool:
+    def acquire(
+        self, key: str, owner: str, ttl: float, *, take_over: Callable[[str], bool] | None = None
+    ) -> bool:
         with self._lock:
             now = self._clock()
             holder = self._leases.get(key)
-            if holder is not None and holder[0] != owner and holder[1] > now:
+            held = holder is not None and holder[0] != owner and holder[1] > now
+            if held and not (take_over is not None and take_over(holder[0])):  # type: ignore[index]
                 return False
             self._leases[key] = (owner, now + ttl)
             return True

@@ -102,11 +102,14 @@ class SQLiteCheckpointStore(CheckpointStore):
                 (key, int(version), time.time()),
             )
 
-    def acquire(self, key: str, owner: str, ttl: float) -> bool:
+    def acquire(
+        self, key: str, owner: str, ttl: float, *, take_over: Callable[[str], bool] | None = None
+    ) -> bool:
         with self._transaction() as db:
             now = self._clock()
             row = db.execute(_SELECT_LEASE, (key,)).fetchone()
-            if row is not None and row[0] != owner and row[1] > now:
+            held = row is not None and row[0] != owner and row[1] > now
+            if held and not (take_over is not None and take_over(row[0])):
                 return False
             db.execute(
                 "INSERT INTO leases (key, owner, expires_at) VALUES (?, ?, ?) "

@@ -57,6 +57,30 @@ T = TypeVar("T")
 MAX_BATCH = 1000
 
 
+def owner_id() -> str:
+    """host:pid:random — the pid lets a restarted server on the same host see that the
+    lease's holder crashed, instead of waiting for the lease to run out."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_is_dead(owner: str) -> bool:
+    """True only when `owner` is a process of this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # another watcher of this very process: alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
+
+
 @dataclass
 class WatchState:
     """What /lakefn/tables shows for one watched (function, table)."""
@@ -119,7 +143,7 @@ class WatchState:
 class TableWatcher:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner_id()
         self.states: dict[str, WatchState] = {}
         for fn in runtime.config.functions:
             if isinstance(fn.trigger, TableTrigger) and fn.table is not None:
@@ -215,7 +239,8 @@ class TableWatcher:
         if state.lease_until - time.time() > ttl / 2:
             return True
         asked_at = time.time()
-        if not await self._io(self.runtime.checkpoints.acquire, state.key, self.owner, ttl):
+        acquire = self.runtime.checkpoints.acquire
+        if not await self._io(acquire, state.key, self.owner, ttl, take_over=holder_is_dead):
             state.lease_until, state.cached = 0.0, None
             return False
         if state.lease_until <= time.time():
