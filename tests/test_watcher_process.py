@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -216,6 +218,25 @@ def test_two_servers_on_one_state_file_never_deliver_a_version_twice(
     assert {pid for version, pid in delivered(proj) if version > 12} == {other.pid}
 
 
+def freeze_outside_a_transaction(server: Server, state: Path) -> None:
+    """SIGSTOP the server at a moment it holds no SQLite write lock. Frozen inside a write, it
+    would block every process on the file until woken: a different failure from the one a
+    stalled holder's test is about."""
+    for _ in range(50):
+        server.process.send_signal(signal.SIGSTOP)
+        db = sqlite3.connect(state, timeout=0.2, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            server.process.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            db.close()
+    raise AssertionError("the server never left the state file's write lock")
+
+
 def test_a_stalled_holder_gives_way_and_does_not_deliver_again_when_it_wakes(
     proj: ProjectDir, servers: Callable[[], Server]
 ) -> None:
@@ -224,7 +245,7 @@ def test_a_stalled_holder_gives_way_and_does_not_deliver_again_when_it_wakes(
     two = servers()
     commit(proj, 2)
     wait_for(lambda: versions(proj) == [1, 2])
-    one.process.send_signal(signal.SIGSTOP)  # frozen: its lease runs out, the other takes over
+    freeze_outside_a_transaction(one, proj.root / "state.db")  # its lease runs out: two takes over
     try:
         commit(proj, 2)
         wait_for(lambda: versions(proj) == [1, 2, 3, 4], timeout=30)
