@@ -96,15 +96,14 @@ def test_functions_lists_triggers(proj) -> None:
     assert [f["name"] for f in listed] == ["hello", "sleepy", "asleep", "tick"]
 
 
-def _serve(proj, *args: str, **env: str) -> subprocess.Popen[str]:
+def _spawn(command: list[str], cwd, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [LAKEFN, "serve", *args],
-        cwd=proj.root,
-        env=_env(**env),
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        command, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+
+
+def _serve(proj, *args: str, **env: str) -> subprocess.Popen[str]:
+    return _spawn([LAKEFN, "serve", *args], proj.root, _env(**env))
 
 
 def _stop(process: subprocess.Popen[str]) -> str:
@@ -179,14 +178,7 @@ def test_init_makes_a_project_that_serves_at_once(tmp_path) -> None:
     assert (target / "app.yaml").exists() and (target / "functions/hello_function.py").exists()
     assert run_cli("validate", str(target), env=_env()).returncode == 0
     port = free_port()
-    process = subprocess.Popen(
-        [LAKEFN, "serve", "--port", str(port)],
-        cwd=target,
-        env=_env(),
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process = _spawn([LAKEFN, "serve", "--port", str(port)], target, _env())
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         r2 = httpx.post(f"http://127.0.0.1:{port}/hello", json={"name": "Ada"})
@@ -203,14 +195,7 @@ def test_uvicorn_app_app_serves_the_repo_sample(tmp_path) -> None:
     uvicorn = (
         str(REPO / ".venv/bin/uvicorn") if (REPO / ".venv/bin/uvicorn").exists() else "uvicorn"
     )
-    process = subprocess.Popen(
-        [uvicorn, "app:app", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process = _spawn([uvicorn, "app:app", "--port", str(port)], REPO, env)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         r = httpx.post(f"http://127.0.0.1:{port}/run-example", json={"name": "Ada"})
