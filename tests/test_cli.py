@@ -202,3 +202,22 @@ def test_uvicorn_app_app_serves_the_repo_sample(tmp_path) -> None:
         assert r.json()["hello"] == "Ada"
     finally:
         _stop(process)
+
+
+def test_serve_reload_picks_up_an_edited_function(proj) -> None:
+    port = free_port()
+    process = _serve(proj, "--port", str(port), "--reload")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
+        url = f"http://127.0.0.1:{port}/hello"
+        assert httpx.post(url, json={"name": "Ada"}).json() == {"hello": "Ada"}
+        proj.function("hello", "def main(event):\n    return {'edited': True}\n")
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.post(url, json={}).json() == {"edited": True}:
+                    break
+            assert time.monotonic() < deadline, "the edit was never served"
+            time.sleep(0.2)
+    finally:
+        _stop(process)
