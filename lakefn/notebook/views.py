@@ -211,6 +211,10 @@ class InvocationLog:
         return f"<table class='lakefn-log'>{head}{rows}</table>"
 
 
+# JupyterLab right-aligns table cells; names and triggers read left to right.
+_LEFT = "style='text-align:left'"
+
+
 @dataclass
 class FunctionsView:
     """The loaded project: each function with its trigger."""
@@ -226,7 +230,8 @@ class FunctionsView:
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><td><code>{escape(name)}</code></td><td>{escape(trigger)}</td></tr>"
+            f"<tr><td {_LEFT}><code>{escape(name)}</code></td>"
+            f"<td {_LEFT}>{escape(trigger)}</td></tr>"
             for name, trigger in self.rows()
         )
         return (
