@@ -1,0 +1,166 @@
+"""A table trigger end to end on a SQL warehouse: the real server, watcher and WarehouseSource,
+with the faithful double of databricks-sql-connector standing in for the workspace."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+
+from lakefn.sources.selection import choose
+from lakefn.sources.warehouse import WarehouseSource
+from tests.fakes.catalog import FakeCatalog, FakeTable, history_row
+from tests.fakes.databricks_sql import FakeWarehouse
+from tests.test_source_warehouse import FakeSdkConfig
+
+START = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+PARTS = ("main", "sales", "orders")
+
+APP = """\
+tables: {source: warehouse}
+state: state.db
+functions:
+  - name: orders
+    trigger:
+      type: unity_table
+      check_interval: 0.05
+      operations: [WRITE, MERGE]
+    table_name: main.sales.orders
+"""
+
+FUNCTION = """\
+import json, pathlib
+
+def main(event):
+    changes = event.changes()
+    record = {
+        "versions": [c.version for c in event.commits],
+        "operations": [c.operation for c in event.commits],
+        "rows": changes.column("_commit_version").to_pylist(),
+        "metrics": [c.operation_metrics.get("numOutputRows") for c in event.commits],
+        "previous": event.previous_version,
+    }
+    with open(pathlib.Path(__file__).parent.parent / "seen.jsonl", "a") as out:
+        out.write(json.dumps(record) + "\\n")
+"""
+
+
+def row(version: int, operation: str) -> dict:
+    return history_row(
+        version,
+        operation,
+        timestamp=START + timedelta(minutes=version),
+        parameters={"mode": "Append"},
+        metrics={"numOutputRows": 10 * version},
+    )
+
+
+def changes(versions: list[int]) -> pa.Table:
+    return pa.table(
+        {
+            "order_id": versions,
+            "_change_type": ["insert"] * len(versions),
+            "_commit_version": versions,
+            "_commit_timestamp": [START + timedelta(minutes=v) for v in versions],
+        }
+    )
+
+
+@pytest.fixture(params=["pairs", "json"])
+def warehouse(request) -> FakeWarehouse:
+    catalog = FakeCatalog()
+    catalog.add(PARTS, FakeTable([row(0, "CREATE TABLE"), row(1, "WRITE")], changes([1])))
+    return FakeWarehouse(catalog, maps=request.param)
+
+
+def commit(warehouse: FakeWarehouse, version: int, operation: str) -> None:
+    table = warehouse.catalog.tables[PARTS]
+    table.history.append(row(version, operation))
+    versions = [*table.changes.column("_commit_version").to_pylist(), version]  # type: ignore[union-attr]
+    table.changes = changes(versions)
+
+
+def seen(project) -> list[dict]:
+    import json
+
+    path = project.root / "seen.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_new_versions_on_the_warehouse_reach_the_function_once(project, serve, warehouse) -> None:
+    project.config(APP)
+    project.function("orders", FUNCTION)
+    source = WarehouseSource(
+        "/sql/1.0/warehouses/abc", config=FakeSdkConfig(), connect=warehouse.connect
+    )
+    server = serve(project, table_source=source)
+    wait_for(lambda: server.client.get("/lakefn/tables").json()[0]["last_processed_version"] == 1)
+    commit(warehouse, 2, "WRITE")
+    commit(warehouse, 3, "OPTIMIZE")  # not wanted: advances the checkpoint, not in the call
+    commit(warehouse, 4, "MERGE")
+    wait_for(lambda: len(seen(project)) == 1)
+    wait_for(lambda: server.client.get("/lakefn/tables").json()[0]["last_processed_version"] == 4)
+    [delivery] = seen(project)
+    assert delivery == {
+        "versions": [2, 4],
+        "operations": ["WRITE", "MERGE"],
+        "rows": [2, 4],
+        "metrics": [20, 40],
+        "previous": 1,
+    }
+    status = server.client.get("/lakefn/tables").json()[0]
+    assert status["source"] == "warehouse" and status["lag_versions"] == 0
+    assert all("`main`.`sales`.`orders`" in q for q in warehouse.queries)
+    assert warehouse.rejected == []
+    assert len(warehouse.connect_calls) == 1  # one connection for every check
+    time.sleep(0.2)
+    assert len(seen(project)) == 1  # nothing delivered twice
+
+
+def test_an_unreachable_warehouse_is_logged_once_and_then_recovers(
+    project, serve, warehouse, caplog
+) -> None:
+    project.config(APP)
+    project.function("orders", FUNCTION)
+    warehouse.unreachable = True
+    source = WarehouseSource(
+        "/sql/1.0/warehouses/abc", config=FakeSdkConfig(), connect=warehouse.connect
+    )
+    with caplog.at_level(logging.ERROR, logger="lakefn.tables"):
+        server = serve(project, table_source=source)
+        wait_for(lambda: len(warehouse.connect_calls) >= 5)
+        status = server.client.get("/lakefn/tables").json()[0]
+        assert (
+            "unavailable" in status["last_error"] and "Connection refused" in status["last_error"]
+        )
+        errors = [r for r in caplog.records if r.name == "lakefn.tables"]
+        assert len(errors) == 1
+        warehouse.unreachable = False
+        wait_for(lambda: server.client.get("/lakefn/tables").json()[0]["last_error"] is None)
+    commit(warehouse, 2, "WRITE")
+    wait_for(lambda: [d["versions"] for d in seen(project)] == [[2]])
+
+
+def test_auto_picks_the_warehouse_when_one_is_configured(monkeypatch) -> None:
+    for name in (
+        "DATABRICKS_RUNTIME_VERSION",
+        "DATABRICKS_WAREHOUSE_PATH",
+        "DATABRICKS_CONFIG_PROFILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("DATABRICKS_HOST", raising=False)
+    monkeypatch.setenv("DATABRICKS_WAREHOUSE_ID", "abc")
+    assert choose("auto") == "local"  # a warehouse id without a workspace host is not enough
+    monkeypatch.setenv("DATABRICKS_HOST", "https://example.cloud.databricks.com")
+    assert choose("auto") == "warehouse"
+    assert choose("local") == "local"
