@@ -25,6 +25,7 @@ class DaemonThreadPool(Executor):
         self._idle = threading.Semaphore(0)
         self._lock = threading.Lock()
         self._shutdown = False
+        self.abandoned = 0
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         if self._shutdown:
@@ -36,10 +37,26 @@ class DaemonThreadPool(Executor):
             self._grow()
         return future
 
+    def abandon(self, future: Future[Any]) -> None:
+        """The caller stopped waiting for `future` (a timeout). Not started yet: it never will
+        be. Running: while it runs on, its thread does not count against `max_workers`."""
+        if future.cancel():
+            return
+        with self._lock:
+            self.abandoned += 1
+
+        def done(_: Future[Any]) -> None:
+            with self._lock:
+                self.abandoned -= 1
+
+        future.add_done_callback(done)
+        if not self._queue.empty():
+            self._grow()  # work queued behind the stuck thread gets a thread of its own
+
     def _grow(self) -> None:
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
-            if len(self._threads) < self._max_workers:
+            if len(self._threads) < self._max_workers + self.abandoned:
                 thread = threading.Thread(
                     target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
                 )

@@ -93,6 +93,8 @@ class HttpEvent(Event):
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise HttpError(400, f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise HttpError(400, "request body is not valid JSON: nested too deeply") from None
 
     def text(self) -> str:
         return self.body.decode("utf-8", errors="replace")

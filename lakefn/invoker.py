@@ -19,7 +19,7 @@ from typing import Any
 
 from ._exceptions import HttpError, InvocationTimeout
 from ._threads import DaemonThreadPool
-from .events import Event
+from .events import Event, HttpEvent
 from .functions import FunctionRegistry, LoadedFunction
 from .journal import Invocation, Journal
 
@@ -61,7 +61,8 @@ class Invoker:
     ) -> Invocation:
         """Run `name` until it succeeds or its attempts run out; return the last invocation.
 
-        `HttpError` is an answer, not a failure: it ends the invocation at once, unretried.
+        From an HTTP function, `HttpError` below 500 is an answer, not a failure: it ends the
+        invocation at once, unretried. From a timer or table function it is a failure like any.
         """
         function = self.registry.get(name)
         policy = function.config.retry
@@ -70,7 +71,7 @@ class Invoker:
         for attempt in range(1, attempts + 1):
             event = make_event()
             invocation = await self._attempt(function, event, invocation_id, attempt, detail)
-            if invocation.ok or isinstance(invocation.exception, HttpError):
+            if invocation.ok:
                 return invocation
             if attempt < attempts:
                 delay = policy.backoff_seconds * (2 ** (attempt - 1))
@@ -113,15 +114,17 @@ class Invoker:
             invocation.result = await self._call(function, event)
             invocation.status = "ok"
         except HttpError as exc:
-            invocation.status = "ok" if exc.status < 500 else "error"
-            invocation.exception = exc
-            invocation.error = None if exc.status < 500 else str(exc)
-        except (asyncio.TimeoutError, InvocationTimeout):
-            timeout = function.config.timeout or 0
-            exc_t = InvocationTimeout(name, timeout)
-            invocation.status, invocation.exception, invocation.error = "timeout", exc_t, str(exc_t)
-            event.log.error("timed out after %g s", timeout)
-        except Exception as exc:  # noqa: BLE001 - user code; recorded, logged, answered
+            # An HTTP function's answer; anywhere else, a failure (and retried as one).
+            answered = isinstance(event, HttpEvent) and exc.status < 500
+            invocation.status = "ok" if answered else "error"
+            invocation.exception, invocation.error = exc, str(exc)
+            invocation.detail = {**invocation.detail, "http_status": exc.status}
+        except InvocationTimeout as exc:
+            invocation.status, invocation.exception, invocation.error = "timeout", exc, str(exc)
+            event.log.error("timed out after %g s", exc.seconds)
+        except asyncio.CancelledError:
+            raise  # the server is stopping: not the function's doing
+        except BaseException as exc:  # noqa: BLE001 - user code, even sys.exit(): recorded, logged, answered
             invocation.status, invocation.exception = "error", exc
             invocation.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             event.log.error("failed: %s", invocation.error, exc_info=exc)
@@ -132,14 +135,33 @@ class Invoker:
     async def _call(self, function: LoadedFunction, event: Event) -> Any:
         timeout = function.config.timeout
         if function.is_async:
-            coro = function.main(event)
-            return await (asyncio.wait_for(coro, timeout) if timeout else coro)
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.pool, function.main, event)
-        if timeout:
-            # A thread cannot be stopped: on timeout it is abandoned and finishes on its own.
-            return await asyncio.wait_for(future, timeout)
-        return await future
+            if not timeout:
+                return await function.main(event)
+            task = asyncio.ensure_future(function.main(event))
+            # asyncio.wait, not wait_for: a TimeoutError the function raises itself must stay
+            # the function's error, not pass for lakefn's timeout.
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                task.cancel()
+                raise InvocationTimeout(function.name, timeout)
+            return task.result()
+        work = self.pool.submit(function.main, event)
+        future = asyncio.wrap_future(work)
+        if not timeout:
+            return await future
+        done, _ = await asyncio.wait({future}, timeout=timeout)
+        if not done:
+            # A thread cannot be stopped: it is abandoned, finishes on its own, and no longer
+            # counts against the pool, so timed-out calls cannot starve the next ones.
+            self.pool.abandon(work)
+            logger.warning(
+                "%s: timed out; its thread keeps running until the function returns "
+                "(%d abandoned threads)",
+                function.name,
+                self.pool.abandoned,
+            )
+            raise InvocationTimeout(function.name, timeout)
+        return future.result()
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)

@@ -28,6 +28,11 @@ functions:
   - name: flaky
     retry: {max_attempts: 3, backoff_seconds: 0}
     trigger: {type: http, method: GET, endpoint: /flaky}
+  - name: odd
+    trigger: {type: http, method: GET, endpoint: /odd}
+  - name: hang
+    timeout: 0.2
+    trigger: {type: http, method: GET, endpoint: /hang}
 """
 
 
@@ -102,7 +107,60 @@ def server(project, serve):
             return {"attempts": ATTEMPTS}
         """,
     )
+    project.function(
+        "odd",
+        """\
+        import sys
+
+        def main(event):
+            kind = event.query["kind"]
+            if kind == "nan":
+                return {"x": float("nan")}
+            if kind == "surrogate":
+                return {"x": "\\ud800"}
+            if kind == "timeout_error":
+                raise TimeoutError("the downstream service timed out")
+            if kind == "exit":
+                sys.exit(2)
+        """,
+    )
+    project.function("hang", "import time\n\ndef main(event):\n    time.sleep(3)\n")
     return serve(project)
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "says"),
+    [
+        ("nan", 500, "cannot be sent as JSON"),
+        ("surrogate", 500, "cannot be sent as JSON"),
+        ("timeout_error", 500, "failed"),  # the function's own TimeoutError is not lakefn's timeout
+        ("exit", 500, "failed"),
+    ],
+)
+def test_what_cannot_be_answered_is_a_500_with_the_invocation_id(
+    server, kind, status, says
+) -> None:
+    r = server.client.get("/odd", params={"kind": kind})
+    assert r.status_code == status and says in r.json()["error"]
+    entry = server.client.get("/lakefn/invocations", params={"function": "odd"}).json()[0]
+    assert entry["id"] == r.json()["invocation_id"] and entry["status"] == "error"
+    assert server.client.get("/healthz").status_code == 200
+
+
+def test_deeply_nested_json_is_a_400(server) -> None:
+    r = server.client.post("/echo/1", content=b"[" * 900)  # under the body limit of 1000
+    assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]
+
+
+def test_timed_out_calls_do_not_starve_the_next_ones(server) -> None:
+    async def hang_many() -> list[int]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            replies = await asyncio.gather(*(client.get("/hang") for _ in range(45)))
+            return [r.status_code for r in replies]
+
+    assert asyncio.run(hang_many()) == [504] * 45  # 45 threads still asleep, over the pool's 40
+    r = server.client.get("/shapes", timeout=2)
+    assert r.status_code == 200
 
 
 def test_the_event_carries_the_request(server) -> None:
@@ -224,7 +282,7 @@ def test_openapi_lists_the_function_routes(server) -> None:
 def test_lakefn_routes(server) -> None:
     assert server.client.get("/healthz").json()["status"] == "ok"
     names = [f["name"] for f in server.client.get("/lakefn/functions").json()]
-    assert names == ["echo", "shapes", "boom", "teapot", "counter", "slow", "flaky"]
+    assert names == ["echo", "shapes", "boom", "teapot", "counter", "slow", "flaky", "odd", "hang"]
     assert server.client.get("/lakefn/tables").json() == []
 
 

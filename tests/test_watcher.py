@@ -608,3 +608,32 @@ def test_only_a_dead_process_of_this_host_loses_its_lease() -> None:
     assert not holder_is_dead(f"{host}:{os.getppid()}:abcd1234")  # alive
     assert not holder_is_dead(f"another-host:{gone.pid}:abcd1234")  # can't tell: wait it out
     assert not holder_is_dead("not-an-owner-id")
+
+
+async def test_an_http_error_from_a_table_function_is_a_failure_not_an_answer(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    create_table(catalog, TABLE, rows(1))
+    project.config(app_yaml(table_function(retry="{max_attempts: 2, backoff_seconds: 0}")))
+    project.function(
+        "watch",
+        "import lakefn\n\ndef main(event):\n    raise lakefn.HttpError(404, 'no such customer')\n",
+    )
+    rt = runtime()
+    invocation = await rt.watcher.check("watch")
+    assert invocation is not None and invocation.status == "error" and invocation.attempt == 2
+    assert "HTTP 404" in (invocation.error or "")
+    assert rt.checkpoints.load(KEY) == -1  # version 0 was not handed over: it comes again
+
+
+async def test_sys_exit_in_a_table_function_is_its_failure_not_the_servers(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    create_table(catalog, TABLE, rows(1))
+    project.config(app_yaml(table_function()))
+    project.function("watch", "import sys\n\ndef main(event):\n    sys.exit(3)\n")
+    rt = runtime()
+    invocation = await rt.watcher.check("watch")
+    assert invocation is not None and invocation.status == "error"
+    assert "SystemExit: 3" in (invocation.error or "")
+    assert rt.checkpoints.load(KEY) == -1

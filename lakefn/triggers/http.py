@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ from ..journal import Invocation
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
+
+logger = logging.getLogger("lakefn.http")
 
 # Built once: json.dumps with any non-default option builds a new encoder on every call.
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -138,23 +141,32 @@ def _result_response(result: Any, invocation: Invocation) -> Response:
         return result
     if result is None:
         return Response(status_code=204)
-    if isinstance(result, str):
-        return PlainTextResponse(result)
     if isinstance(result, (bytes, bytearray)):
         return Response(bytes(result), media_type="application/octet-stream")
     try:
-        content = _JSON.encode(result)
-    except (TypeError, ValueError):
+        if isinstance(result, str):
+            return PlainTextResponse(result.encode("utf-8"))
+        return Response(_encode_json(result), media_type="application/json")
+    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
+        return _unsendable(invocation, result, exc)
+
+
+def _encode_json(result: Any) -> bytes:
+    try:
+        text = _JSON.encode(result)
+    except TypeError:
         # datetimes, pydantic models, dataclasses...: FastAPI's encoder knows them.
-        try:
-            content = json.dumps(jsonable_encoder(result), ensure_ascii=False)
-        except Exception:  # noqa: BLE001
-            return JSONResponse(
-                {
-                    "error": f"function {invocation.function!r} returned a "
-                    f"{type(result).__name__} that cannot be sent as JSON",
-                    "invocation_id": invocation.id,
-                },
-                status_code=500,
-            )
-    return Response(content, media_type="application/json")
+        text = _JSON.encode(jsonable_encoder(result))
+    return text.encode("utf-8")
+
+
+def _unsendable(invocation: Invocation, result: Any, exc: BaseException) -> Response:
+    """The function ran, but what it returned cannot go out as JSON (NaN, a lone surrogate,
+    an object FastAPI cannot encode): that is the function's failure, recorded as such."""
+    reason = f"returned a {type(result).__name__} that cannot be sent as JSON: {exc}"
+    invocation.status, invocation.error = "error", reason
+    logger.error("[%s] %s %s", invocation.id, invocation.function, reason)
+    return JSONResponse(
+        {"error": f"function {invocation.function!r} {reason}", "invocation_id": invocation.id},
+        status_code=500,
+    )
