@@ -17,6 +17,15 @@ from ._exceptions import ConfigError, ConfigIssue, TableNameError
 from ._tablename import TableName
 from ._yaml import Path_, line_of, load_with_lines
 
+#: routes the server serves itself (FastAPI's docs and lakefn's own)
+RESERVED_ENDPOINTS = (
+    "/lakefn",
+    "/healthz",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 TABLE_SOURCES = ("auto", "local", "warehouse", "spark", "recorded")
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -72,8 +81,18 @@ class HttpTrigger(_Model):
     def _endpoint(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError(f"endpoint {value!r} must start with '/', for example '/{value}'")
-        if value.startswith("/lakefn/") or value in ("/lakefn", "/healthz"):
-            raise ValueError(f"endpoint {value!r} is reserved by lakefn")
+        if value.startswith("/lakefn/") or value.rstrip("/") in RESERVED_ENDPOINTS:
+            raise ValueError(
+                f"endpoint {value!r} is served by lakefn itself (its own routes, the API docs)"
+            )
+        if value.count("{") != value.count("}") or re.search(r"\{[^}/]*(\{|/|$)", value):
+            raise ValueError(
+                f"endpoint {value!r} has an unclosed path parameter, e.g. /items/{{id}}"
+            )
+        if re.search(r"\{(?![A-Za-z_][A-Za-z0-9_]*(:path)?\})", value):
+            raise ValueError(
+                f"endpoint {value!r}: path parameters are names, e.g. /items/{{item_id}}"
+            )
         return value
 
 
@@ -131,10 +150,14 @@ class TableTrigger(_Model):
     def _table_name(cls, value: str | None) -> str | None:
         return _check_table_name(value)
 
-    @field_validator("start")
+    @field_validator("start", mode="before")
     @classmethod
     def _start(cls, value: Any) -> Any:
-        if isinstance(value, int) and value < 0:
+        if isinstance(value, bool) or (
+            not isinstance(value, int) and value not in ("latest", "earliest")
+        ):
+            raise ValueError(f"start must be latest, earliest or a version number, not {value!r}")
+        if value < 0:
             raise ValueError("start version must be 0 or more")
         return value
 
@@ -313,6 +336,8 @@ def _message(error: Any) -> str:
     ctx = error.get("ctx") or {}
     if kind == "missing":
         return "required field is missing"
+    if kind in ("tuple_type", "list_type"):
+        return "should be a list (one `- item` per line)"
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "union_tag_invalid":

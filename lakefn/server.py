@@ -21,6 +21,7 @@ from .runtime import Runtime
 from .triggers import http
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+PROXY_HEADERS = {"forwarded", "x-real-ip", "via", "x-client-ip", "true-client-ip"}
 
 
 def create_app(
@@ -115,7 +116,7 @@ def _admin_allowed(request: Request) -> bool:
         return True
     # Behind a proxy (Databricks Apps) every caller arrives from the proxy's address, which
     # may well be loopback: a forwarded request is never trusted as local.
-    if request.headers.get("x-forwarded-for") or request.headers.get("x-forwarded-email"):
+    if any(name in PROXY_HEADERS or name.startswith("x-forwarded-") for name in request.headers):
         return False
     client = request.client
     return client is not None and client.host in LOOPBACK

@@ -172,6 +172,22 @@ BAD = {
         "proj/app.yaml:2: env[0]:",
         "exactly one of `value` or `valueFrom`",
     ),
+    "reserved endpoint": (
+        "functions:\n  - name: a\n    trigger: {type: http, method: GET, endpoint: /docs}\n",
+        "proj/app.yaml:3: functions[0].trigger.endpoint:",
+        "served by lakefn itself",
+    ),
+    "unclosed path parameter": (
+        "functions:\n  - name: a\n    trigger: {type: http, endpoint: '/x/{id'}\n",
+        "proj/app.yaml:3: functions[0].trigger.endpoint:",
+        "unclosed path parameter",
+    ),
+    "start is not a version": (
+        "functions:\n  - name: a\n    trigger: {type: unity_table, start: yes, table_name: a.b.c}\n",
+        "proj/app.yaml:3: functions[0].trigger.start:",
+        "latest, earliest or a version number",
+    ),
+    "functions not a list": ("functions: 5\n", "proj/app.yaml:1: functions:", "should be a list"),
     "negative interval": (
         "functions:\n  - name: a\n    trigger: {type: unity_table, check_interval: 0}\n    table_name: a.b.c\n",
         "proj/app.yaml:3: functions[0].trigger.check_interval:",

@@ -292,6 +292,14 @@ def test_manual_invoke_is_for_loopback_or_the_admin_token(server, monkeypatch) -
     assert r.json()["result"]["json"] == {"hi": 1} and r.json()["invocation"]["status"] == "ok"
     proxied = {"X-Forwarded-For": "203.0.113.9"}
     assert server.client.post("/lakefn/functions/echo/invoke", headers=proxied).status_code == 403
+    for header in (
+        {"Forwarded": "for=203.0.113.9"},
+        {"X-Real-IP": "203.0.113.9"},
+        {"Via": "1.1 gw"},
+    ):
+        assert (
+            server.client.post("/lakefn/functions/echo/invoke", headers=header).status_code == 403
+        )
     monkeypatch.setenv("LAKEFN_ADMIN_TOKEN", "s3cret")
     wrong = {**proxied, "Authorization": "Bearer nope"}
     assert server.client.post("/lakefn/functions/echo/invoke", headers=wrong).status_code == 403
