@@ -14,9 +14,13 @@ def create_project(target: Path) -> Path:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise LakefnError(f"{target} already exists and is not empty; pick a new folder")
     template = resources.files("lakefn") / "templates" / "project"
-    with resources.as_file(template) as source:
-        shutil.copytree(
-            source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
-        )
-    (target / "gitignore").rename(target / ".gitignore")
+    try:
+        with resources.as_file(template) as source:
+            shutil.copytree(
+                source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        (target / "gitignore").rename(target / ".gitignore")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise LakefnError(f"cannot create the project in {target}: {reason}") from None
     return target

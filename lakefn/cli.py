@@ -152,7 +152,15 @@ def _serve(args: argparse.Namespace) -> int:
     from ._serve import serve
 
     env_port = os.environ.get("DATABRICKS_APP_PORT")
-    port = args.port if args.port is not None else _port(env_port) if env_port else DEFAULT_PORT
+    if args.port is not None:
+        port = args.port
+    elif env_port:
+        try:
+            port = _port(env_port)
+        except argparse.ArgumentTypeError as exc:
+            raise LakefnError(f"DATABRICKS_APP_PORT: {exc}") from None
+    else:
+        port = DEFAULT_PORT
     host = args.host or ("0.0.0.0" if env_port else "127.0.0.1")
     return serve(args.app, host=host, port=port, reload=args.reload, log_level=args.log_level)
 
@@ -214,6 +222,8 @@ def _simulate(args: argparse.Namespace) -> int:
     rows = read_json_arg(args.rows, "--rows")
     if rows is not None and not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
         raise LakefnError("--rows must be a JSON list of objects, one per changed row")
+    if not args.operation.strip():
+        raise LakefnError("--operation must name an operation, e.g. WRITE, MERGE, DELETE")
     runtime = Runtime.from_path(args.app)
     try:
         coro = runtime.simulate_table_change(
@@ -230,6 +240,14 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _report(invocation: Any) -> int:
+    from ._exceptions import HttpError
+
+    answer = invocation.exception
+    if invocation.ok and isinstance(answer, HttpError):
+        # An HTTP function answered with an error status: show it, and fail like curl -f.
+        detail = json.dumps(answer.detail, ensure_ascii=False, default=str)
+        print(f"{invocation.function} answered HTTP {answer.status}: {detail}", file=sys.stderr)
+        return 1
     if not invocation.ok:
         print(
             f"{invocation.function} {invocation.status} (invocation {invocation.id}):",

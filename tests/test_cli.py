@@ -80,6 +80,10 @@ def test_invoke_prints_the_result(proj) -> None:
         (["simulate", "hello"], "function 'hello' has a http trigger, not unity_table"),
         (["serve", "--port", "http"], "port must be a number"),
         (["simulate", "hello", "--version", "-1"], "argument --version"),
+        (
+            ["tables", "create", "a.b.c", "--rows", '[{"a": 1}, {"a": "x"}]'],
+            "each column needs one type",
+        ),
     ],
 )
 def test_bad_arguments_get_a_clear_error(proj, args, message) -> None:
@@ -221,3 +225,25 @@ def test_serve_reload_picks_up_an_edited_function(proj) -> None:
             time.sleep(0.2)
     finally:
         _stop(process)
+
+
+def test_more_bad_input_gets_a_clear_error(proj, tmp_path) -> None:
+    bad_port = run_cli("serve", cwd=proj.root, env=_env(DATABRICKS_APP_PORT="abc"))
+    assert bad_port.returncode == 1
+    assert "DATABRICKS_APP_PORT: port must be a number, not 'abc'" in bad_port.stderr
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    init = run_cli("init", str(blocked / "proj"), env=_env())
+    assert init.returncode == 1 and "cannot create the project" in init.stderr
+    for result in (bad_port, init):
+        assert "Traceback" not in result.stderr
+
+
+def test_an_http_error_answer_is_shown_and_fails_the_command(proj) -> None:
+    proj.function(
+        "hello",
+        "import lakefn\n\ndef main(event):\n    raise lakefn.HttpError(409, {'why': 'taken'})\n",
+    )
+    r = run_cli("invoke", "hello", "--data", "{}", cwd=proj.root, env=_env())
+    assert r.returncode == 1
+    assert 'hello answered HTTP 409: {"why": "taken"}' in r.stderr

@@ -240,8 +240,11 @@ def _as_arrow(data: pa.Table | Sequence[dict[str, Any]]) -> pa.Table:
         return data
     rows = list(data)
     if not rows:
-        raise ValueError("no rows given: a Delta table needs at least a schema")
-    return pa.Table.from_pylist(rows)
+        raise TableError("no rows given: a Delta table needs at least a schema")
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise TableError(f"rows do not make a table (each column needs one type): {exc}") from None
 
 
 def create_table(
@@ -275,10 +278,9 @@ def append(
     if not (path / _LOG).is_dir():
         raise TableNotFound(str(TableName.parse(name)), f"local catalog {root}")
     table = DeltaTable(str(path))
-    data = _as_arrow(rows)
     try:
-        write_deltalake(table, data, mode=mode)
-    except DeltaError as exc:
+        write_deltalake(table, _as_arrow(rows), mode=mode)
+    except Exception as exc:  # noqa: BLE001 - deltalake raises a bare Exception for cast errors
         raise TableError(f"cannot {mode} to {TableName.parse(name)}: {exc}") from exc
     table.update_incremental()
     return table.version()
