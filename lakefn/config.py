@@ -157,7 +157,7 @@ class TableTrigger(_Model):
             not isinstance(value, int) and value not in ("latest", "earliest")
         ):
             raise ValueError(f"start must be latest, earliest or a version number, not {value!r}")
-        if value < 0:
+        if isinstance(value, int) and value < 0:
             raise ValueError("start version must be 0 or more")
         return value
 

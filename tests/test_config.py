@@ -300,3 +300,13 @@ def test_relative_paths_resolve_against_app_yaml_and_env_overrides(
 def test_a_missing_file_is_a_config_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_project(tmp_path / "app.yaml")
+
+
+@pytest.mark.parametrize(
+    ("written", "read"), [("latest", "latest"), ("earliest", "earliest"), ("0", 0), ("12", 12)]
+)
+def test_start_takes_latest_earliest_or_a_version(written: str, read: object) -> None:
+    config = parse_config(
+        f"functions:\n  - name: a\n    trigger: {{type: unity_table, start: {written}, table_name: a.b.c}}\n"
+    )
+    assert config.functions[0].trigger.start == read  # type: ignore[union-attr]

@@ -637,3 +637,26 @@ async def test_sys_exit_in_a_table_function_is_its_failure_not_the_servers(
     assert invocation is not None and invocation.status == "error"
     assert "SystemExit: 3" in (invocation.error or "")
     assert rt.checkpoints.load(KEY) == -1
+
+
+def test_a_range_that_keeps_failing_is_retried_less_and_less_often() -> None:
+    from lakefn.triggers.table import FAILURE_BACKOFF_CAP, next_check_in
+
+    assert next_check_in(0.5, 0) == 0.5
+    assert [next_check_in(0.5, n) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+    assert next_check_in(0.5, 50) == FAILURE_BACKOFF_CAP
+    assert next_check_in(120, 3) == 120  # never more often than the interval itself
+
+
+def test_a_failing_function_is_not_called_every_tick(project, serve) -> None:
+    catalog = project.root / "catalog"
+    create_table(catalog, TABLE, rows(1))
+    project.config(app_yaml(table_function(interval=0.02)))
+    project.function("watch", FLAKY)
+    (project.root / "fail").touch()
+    serve(project)
+    time.sleep(1.5)
+    attempts = (project.root / "attempts.jsonl").read_text().splitlines()
+    # Every tick would be ~75 calls in 1.5 s; doubling waits make it about 7.
+    assert 3 <= len(attempts) <= 10
+    (project.root / "fail").unlink()

@@ -57,6 +57,18 @@ T = TypeVar("T")
 MAX_BATCH = 1000
 
 
+#: longest wait between deliveries of a range its function keeps failing on
+FAILURE_BACKOFF_CAP = 60.0
+
+
+def next_check_in(interval: float, failures: int) -> float:
+    """Seconds to the next check: the interval, doubled per consecutive failed delivery (up to
+    a minute), so a function that keeps failing is retried, never skipped, and never flooded."""
+    if not failures:
+        return interval
+    return min(max(interval, FAILURE_BACKOFF_CAP), interval * 2 ** min(failures, 20))
+
+
 def owner_id() -> str:
     """host:pid:random — the pid lets a restarted server on the same host see that the
     lease's holder crashed, instead of waiting for the lease to run out."""
@@ -195,7 +207,7 @@ class TableWatcher:
                 raise
             except Exception as exc:  # noqa: BLE001 - one table's trouble never stops the others
                 self._note_error(state, "internal", f"{type(exc).__name__}: {exc}", exc)
-            await asyncio.sleep(state.check_interval)
+            await asyncio.sleep(next_check_in(state.check_interval, state.consecutive_failures))
 
     # -- one check -------------------------------------------------------------------------
 
