@@ -53,11 +53,26 @@ def __getattr__(name: str) -> object:
 
 
 def create_app(path: str | None = None, *, runtime: Runtime | None = None) -> FastAPI:
-    """The FastAPI app serving the project at `path` (default: app.yaml in the working
-    directory): `app = lakefn.create_app()` in app.py, then `uvicorn app:app`."""
+    """The FastAPI app serving the project at `path`: `app = lakefn.create_app()` in app.py,
+    then `uvicorn app:app`. By default, the app.yaml beside the calling module (so
+    `uvicorn --app-dir proj app:app` works from anywhere), else the working directory's."""
     from .server import create_app as _create_app
 
+    if path is None and runtime is None:
+        path = _beside_caller()
     return _create_app(path, runtime=runtime)
+
+
+def _beside_caller() -> str | None:
+    import sys
+    from pathlib import Path
+
+    caller = sys._getframe(2).f_globals.get("__file__")
+    if caller:
+        candidate = Path(caller).resolve().parent / "app.yaml"
+        if candidate.is_file():
+            return str(candidate)
+    return None
 
 
 __all__ = [

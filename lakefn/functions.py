@@ -113,6 +113,10 @@ class FunctionRegistry:
             raise FunctionLoadError(config.name, shown, "the module has no `main` function")
         if not callable(main):
             raise FunctionLoadError(config.name, shown, "`main` is not callable")
+        if not _takes_one_argument(main):
+            raise FunctionLoadError(
+                config.name, shown, "`main` must take one argument, the event: def main(event)"
+            )
         is_async = inspect.iscoroutinefunction(main)
         return LoadedFunction(config, main, is_async, path, module)
 
@@ -125,6 +129,18 @@ class FunctionRegistry:
         sys.modules[self._package] = package
         if str(self.functions_dir) not in sys.path:
             sys.path.insert(0, str(self.functions_dir))
+
+
+def _takes_one_argument(main: Callable[..., Any]) -> bool:
+    try:
+        signature = inspect.signature(main)
+    except (TypeError, ValueError):
+        return True  # no signature to read (a C function): let the call tell
+    try:
+        signature.bind(None)
+    except TypeError:
+        return False
+    return True
 
 
 def _relative(path: Path) -> str:

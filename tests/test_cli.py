@@ -247,3 +247,21 @@ def test_an_http_error_answer_is_shown_and_fails_the_command(proj) -> None:
     r = run_cli("invoke", "hello", "--data", "{}", cwd=proj.root, env=_env())
     assert r.returncode == 1
     assert 'hello answered HTTP 409: {"why": "taken"}' in r.stderr
+
+
+def test_uvicorn_finds_app_yaml_beside_app_py_from_any_folder(tmp_path) -> None:
+    target = tmp_path / "proj"
+    assert run_cli("init", str(target), env=_env()).returncode == 0
+    port = free_port()
+    uvicorn = (
+        str(REPO / ".venv/bin/uvicorn") if (REPO / ".venv/bin/uvicorn").exists() else "uvicorn"
+    )
+    command = [uvicorn, "--app-dir", str(target), "app:app", "--port", str(port)]
+    process = _spawn(command, tmp_path, _env())  # the working directory has no app.yaml
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        assert httpx.post(f"http://127.0.0.1:{port}/hello", json={}).json() == {
+            "message": "hello, world"
+        }
+    finally:
+        _stop(process)

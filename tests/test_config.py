@@ -232,10 +232,13 @@ def test_module_and_main_problems_name_file_line_and_function(project) -> None:
             trigger: {type: http, endpoint: /a}
           - name: no_main
             trigger: {type: timer, schedule: "* * * * *"}
+          - name: no_event
+            trigger: {type: timer, schedule: "* * * * *"}
         """
     )
     project.function("present", "def main(event):\n    return 1\n")
     project.function("no_main", "def handler(event):\n    return 1\n")
+    project.function("no_event", "def main():\n    return 1\n")
     with pytest.raises(ConfigError) as info:
         load_functions(load_project(project.app_yaml))
     text = str(info.value)
@@ -244,6 +247,7 @@ def test_module_and_main_problems_name_file_line_and_function(project) -> None:
         and "absent_function.py does not exist" in text
     )
     assert f"{project.app_yaml}:6: functions[2]:" in text and "has no `main`" in text
+    assert f"{project.app_yaml}:8: functions[3]:" in text and "must take one argument" in text
     assert "present" not in text
 
 
