@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import LakefnError
 from ._loopthread import LoopThread
+from ._loopwatch import LoopWatchdog
 from .abc import CheckpointStore, Clock, SystemClock, TableSource
 from .config import HttpTrigger, TableTrigger, TimerTrigger
 from .events import HttpEvent
@@ -60,6 +61,7 @@ class Runtime:
         self._watcher: TableWatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._portal: LoopThread | None = None
+        self._watchdog: LoopWatchdog | None = None
         self.started = False
 
     @classmethod
@@ -105,6 +107,8 @@ class Runtime:
         if self.started:
             return
         self._loop = asyncio.get_running_loop()
+        self._watchdog = LoopWatchdog(self._loop)
+        self._watchdog.start()
         await self.timers.start()
         if self.functions_of(TableTrigger):
             await self.watcher.start()
@@ -117,6 +121,9 @@ class Runtime:
         if not self.started:
             return
         self.started = False
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
         await self.timers.stop()
         if self._watcher is not None:
             await self._watcher.stop()

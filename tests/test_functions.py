@@ -131,3 +131,56 @@ def test_manual_invoke_of_a_table_function_is_a_simulation(project) -> None:
             runtime.invoke_sync("watch", {"op": "merge"})
     finally:
         runtime.close()
+
+
+def test_an_async_function_that_blocks_the_loop_is_called_out(project, serve, caplog) -> None:
+    import logging
+
+    project.config(
+        "functions:\n  - name: blocker\n    trigger: {type: http, method: GET, endpoint: /b}\n"
+    )
+    project.function(
+        "blocker", "import time\n\nasync def main(event):\n    time.sleep(1.6)\n    return 'done'\n"
+    )
+    server = serve(project)
+    with caplog.at_level(logging.WARNING, logger="lakefn"):
+        assert server.client.get("/b").text == "done"
+    warnings = [
+        r.getMessage() for r in caplog.records if "event loop has been blocked" in r.getMessage()
+    ]
+    assert len(warnings) == 1 and "make it a plain `def main`" in warnings[0]
+
+
+def test_a_server_stuck_in_a_blocking_function_says_so_when_stopped(project) -> None:
+    import threading
+    import time
+
+    import httpx
+
+    from lakefn import ServerError
+    from lakefn._serve import bind_socket
+    from lakefn.notebook.background import BackgroundServer
+
+    project.config(
+        "functions:\n  - name: blocker\n    trigger: {type: http, method: GET, endpoint: /b}\n"
+    )
+    project.function("blocker", "import time\n\nasync def main(event):\n    time.sleep(5)\n")
+    runtime = project.runtime()
+    server = BackgroundServer(runtime, "127.0.0.1", 0)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/b"
+        threading.Thread(target=lambda: httpx.get(url, timeout=10), daemon=True).start()
+        time.sleep(0.3)  # the loop is inside time.sleep now
+        with pytest.raises(ServerError, match="event loop is blocked"):
+            server.stop(timeout=0.5)
+        deadline = time.monotonic() + 10
+        while True:  # once the call returns, the loop ends and the port is free again
+            try:
+                bind_socket("127.0.0.1", server.port).close()
+                break
+            except ServerError:
+                assert time.monotonic() < deadline, "the port was never freed"
+                time.sleep(0.1)
+    finally:
+        runtime.close()

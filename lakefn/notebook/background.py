@@ -94,7 +94,11 @@ class BackgroundServer:
             time.sleep(0.002)
 
     def stop(self, timeout: float = GRACEFUL_SHUTDOWN + 3) -> None:
-        """Ask uvicorn to exit, wait (bounded) for it to close the socket, end the thread."""
+        """Ask uvicorn to exit, wait (bounded) for it to close the socket, end the thread.
+
+        A loop blocked by a function cannot be stopped from outside: that is a ServerError,
+        not a quiet success with the port still taken."""
+        thread = self._thread.thread if self._thread is not None else None
         if self._server is not None:
             self._server.should_exit = True
         if self._done is not None:
@@ -106,11 +110,17 @@ class BackgroundServer:
             except Exception:  # noqa: BLE001 - a failed run is over all the same
                 pass
         self._shutdown_thread()
+        if thread is not None and thread.is_alive():
+            raise ServerError(
+                f"the server on port {self.port} did not stop: its event loop is blocked, most "
+                "likely by an `async def main` calling blocking code (time.sleep, a sync "
+                "client). It stops, and frees the port, once that call returns."
+            )
 
     def _shutdown_thread(self) -> None:
         if self._thread is not None:
             thread = self._thread.thread
-            self._thread.stop()
+            self._thread.stop(timeout=1.0)
             if thread is not None and thread is not threading.current_thread():
                 thread.join(1.0)
             self._thread = None
