@@ -660,3 +660,27 @@ def test_a_failing_function_is_not_called_every_tick(project, serve) -> None:
     # Every tick would be ~75 calls in 1.5 s; doubling waits make it about 7.
     assert 3 <= len(attempts) <= 10
     (project.root / "fail").unlink()
+
+
+async def test_a_table_dropped_and_created_again_is_reported_and_delivered_anew(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    import shutil
+
+    create_table(catalog, TABLE, rows(1))
+    append(catalog, TABLE, rows(2))
+    append(catalog, TABLE, rows(3))
+    recording(project, table_function(start="earliest"))
+    rt = runtime()
+    await rt.watcher.check("watch")
+    assert [d["versions"] for d in deliveries(project)] == [[0, 1, 2]]
+    shutil.rmtree(path_for(catalog, TABLE))
+    create_table(catalog, TABLE, rows(10))  # the new table's version 0
+    await rt.watcher.check("watch")
+    assert [d["versions"] for d in deliveries(project)] == [[0, 1, 2], [0]]
+    assert deliveries(project)[-1]["previous"] is None
+    [report] = [i for i in rt.journal.entries() if "created again" in (i.error or "")]
+    assert report.detail["recreated"] == {"was": 2, "now": 0}
+    append(catalog, TABLE, rows(11))
+    await rt.watcher.check("watch")
+    assert [d["versions"] for d in deliveries(project)][-1] == [1]

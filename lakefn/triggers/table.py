@@ -229,6 +229,8 @@ class TableWatcher:
             state.last_processed = last
             latest = await self._io(source.latest_version, state.table)
             state.latest_seen = latest
+            if latest < last:
+                last = await self._restart_history(state, last, latest)
             if latest <= last:
                 state.pending_since = None
                 self._recovered(state)
@@ -372,13 +374,20 @@ class TableWatcher:
             state.error_kind = None
             state.last_error = None
 
-    def _report_gap(self, state: WatchState, last: int, first_available: int) -> None:
-        if state.gaps and state.gaps[-1] == {"after": last, "resumed_at": first_available}:
-            return  # the same gap, seen again because its delivery failed: reported already
-        gap = HistoryGap(str(state.table), last, first_available)
-        state.gaps.append({"after": last, "resumed_at": first_available})
-        state.gaps = state.gaps[-20:]
-        logger.error("%s: %s; resuming at version %d", state.function, gap, first_available)
+    async def _restart_history(self, state: WatchState, last: int, latest: int) -> int:
+        """Versions never go back, unless the table was dropped and created again: its new
+        history is new data, handed over from version 0, and the restart is reported."""
+        message = (
+            f"{state.table} is at version {latest}, behind version {last} already handed over: "
+            "the table was dropped and created again; delivering its new history from version 0"
+        )
+        logger.error("%s: %s", state.function, message)
+        self._journal_error(state, message, {"recreated": {"was": last, "now": latest}})
+        await self._save(state, -1, last)
+        state.last_processed = -1
+        return -1
+
+    def _journal_error(self, state: WatchState, message: str, detail: dict[str, Any]) -> None:
         self.runtime.journal.record(
             Invocation(
                 id=uuid.uuid4().hex[:16],
@@ -387,10 +396,19 @@ class TableWatcher:
                 started_at=datetime.now(timezone.utc),
                 status="error",
                 duration=0.0,
-                error=str(gap),
-                detail={"table": str(state.table), "gap": [last + 1, first_available - 1]},
+                error=message,
+                detail={"table": str(state.table), **detail},
             )
         )
+
+    def _report_gap(self, state: WatchState, last: int, first_available: int) -> None:
+        if state.gaps and state.gaps[-1] == {"after": last, "resumed_at": first_available}:
+            return  # the same gap, seen again because its delivery failed: reported already
+        gap = HistoryGap(str(state.table), last, first_available)
+        state.gaps.append({"after": last, "resumed_at": first_available})
+        state.gaps = state.gaps[-20:]
+        logger.error("%s: %s; resuming at version %d", state.function, gap, first_available)
+        self._journal_error(state, str(gap), {"gap": [last + 1, first_available - 1]})
 
     async def _io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking source or store call on the watcher's threads, bounded."""
