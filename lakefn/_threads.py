@@ -77,11 +77,6 @@ class DaemonThreadPool(Executor):
             del item, future, fn, args
             self._idle.release()
 
-    @property
-    def busy(self) -> int:
-        """Threads running a function right now (approximate)."""
-        return max(0, sum(t.is_alive() for t in self._threads) - self._idle._value)  # type: ignore[attr-defined]
-
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._shutdown = True
         for _ in self._threads:
