@@ -255,7 +255,9 @@ def _report(invocation: Any) -> int:
         )
         print(f"  {invocation.error}", file=sys.stderr)
         return 1
-    result = invocation.result
+    from .triggers.http import plain_result
+
+    result = plain_result(invocation.result)
     if isinstance(result, str):
         print(result)
     elif result is not None:

@@ -98,7 +98,7 @@ def _mount_admin(app: FastAPI, runtime: Runtime) -> None:
             return JSONResponse({"detail": str(exc)}, status_code=404)
         except (LakefnError, TypeError) as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
-        result = invocation.result
+        result = http.plain_result(invocation.result)
         try:
             encoded = jsonable_encoder(result)
         except Exception:  # noqa: BLE001 - a result that is not JSON is shown as text

@@ -308,3 +308,13 @@ def test_manual_invoke_is_for_loopback_or_the_admin_token(server, monkeypatch) -
     missing = server.client.post("/lakefn/functions/nope/invoke")
     assert missing.status_code == 404 and "the project has" in missing.json()["detail"]
     assert server.client.post("/lakefn/functions/echo/invoke", content=b"{x").status_code == 400
+
+
+def test_a_response_result_is_shown_as_what_a_client_gets() -> None:
+    from starlette.responses import Response
+
+    from lakefn.triggers.http import plain_result
+
+    shown = plain_result(Response("<b>x</b>", media_type="text/html", status_code=202))
+    assert shown == {"status_code": 202, "media_type": "text/html", "body": "<b>x</b>"}
+    assert plain_result({"a": 1}) == {"a": 1}

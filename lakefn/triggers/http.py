@@ -112,6 +112,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def plain_result(result: Any) -> Any:
+    """What a function returned, for showing outside HTTP (CLI, admin route): a Response is
+    shown as what a client would get, not as the object's insides."""
+    if isinstance(result, Response):
+        body = bytes(result.body).decode("utf-8", errors="replace")
+        return {"status_code": result.status_code, "media_type": result.media_type, "body": body}
+    return result
+
+
 def to_response(invocation: Invocation) -> Response:
     """Map what the function returned (or raised) to an HTTP answer, per the contract."""
     exc = invocation.exception
