@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 Subscriber = Callable[["Invocation"], None]
@@ -29,6 +30,23 @@ class Invocation:
     detail: dict[str, Any] = field(default_factory=dict)
     result: Any = field(default=None, repr=False)
     exception: BaseException | None = field(default=None, repr=False)
+
+    @classmethod
+    def note(
+        cls, function: str, trigger: str, status: str, error: str, detail: dict[str, Any]
+    ) -> Invocation:
+        """An entry for something that happened instead of a run (a skipped tick, a history
+        gap): no time spent, the reason in `error`."""
+        return cls(
+            id=uuid.uuid4().hex[:16],
+            function=function,
+            trigger=trigger,
+            started_at=datetime.now(timezone.utc),
+            status=status,
+            duration=0.0,
+            error=error,
+            detail=detail,
+        )
 
     @property
     def ok(self) -> bool:

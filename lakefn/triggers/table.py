@@ -388,18 +388,9 @@ class TableWatcher:
         return -1
 
     def _journal_error(self, state: WatchState, message: str, detail: dict[str, Any]) -> None:
-        self.runtime.journal.record(
-            Invocation(
-                id=uuid.uuid4().hex[:16],
-                function=state.function,
-                trigger="unity_table",
-                started_at=datetime.now(timezone.utc),
-                status="error",
-                duration=0.0,
-                error=message,
-                detail={"table": str(state.table), **detail},
-            )
-        )
+        detail = {"table": str(state.table), **detail}
+        note = Invocation.note(state.function, "unity_table", "error", message, detail)
+        self.runtime.journal.record(note)
 
     def _report_gap(self, state: WatchState, last: int, first_available: int) -> None:
         if state.gaps and state.gaps[-1] == {"after": last, "resumed_at": first_available}:

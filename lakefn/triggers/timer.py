@@ -8,7 +8,6 @@ more than `PAST_DUE_GRACE` seconds after its scheduled time is handed over with 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -96,18 +95,9 @@ class TimerRunner:
 
     def _record_skip(self, name: str, scheduled: datetime) -> None:
         logger.warning("%s: tick of %s skipped, the previous run is still going", name, scheduled)
-        self.runtime.journal.record(
-            Invocation(
-                id=uuid.uuid4().hex[:16],
-                function=name,
-                trigger="timer",
-                started_at=datetime.now(timezone.utc),
-                status="skipped",
-                duration=0.0,
-                error="previous run still going",
-                detail={"scheduled_time": scheduled.isoformat()},
-            )
-        )
+        detail = {"scheduled_time": scheduled.isoformat()}
+        note = Invocation.note(name, "timer", "skipped", "previous run still going", detail)
+        self.runtime.journal.record(note)
 
     async def _tick(self, name: str) -> None:
         scheduled = self._scheduled.pop(name, None)
