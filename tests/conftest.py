@@ -12,12 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from lakefn._loopthread import LoopThread
-from lakefn._serve import bind_socket
+from lakefn.notebook.background import BackgroundServer
 from lakefn.runtime import Runtime
-from lakefn.server import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 LAKEFN = str(Path(sys.executable).with_name("lakefn"))
@@ -61,32 +58,20 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ProjectDir:
 
 
 class LiveServer:
-    """The real app under a real uvicorn, on 127.0.0.1, on a loop thread of its own."""
+    """The real app under a real uvicorn on 127.0.0.1: the notebook's background server, which
+    already binds first, runs on a loop thread of its own and stops within a bound."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.app = create_app(runtime=runtime)
-        self.loop = LoopThread("test-server").start()
-        sock = bind_socket("127.0.0.1", 0)
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2)
-        self.server = uvicorn.Server(config)
-        self.done = self.loop.submit(self.server.serve(sockets=[sock]))
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if self.done.done() or time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.01)
+        self.background = BackgroundServer(runtime, "127.0.0.1", 0)
+        self.background.start()
+        self.port = self.background.port
         self.url = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
     def stop(self) -> None:
         self.client.close()
-        self.server.should_exit = True
-        deadline = time.monotonic() + 10
-        while not self.done.done() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self.loop.stop()
+        self.background.stop()
         self.runtime.close()
 
 
