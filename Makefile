@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup serve test bench check browser clean
+.PHONY: setup serve test bench check browser postgres clean
 
 setup: $(VENV)/.installed
 
@@ -19,11 +19,15 @@ serve: setup
 	$(BIN)/lakefn tables create _data.tpch.dim_customer --sample --if-not-exists
 	$(BIN)/lakefn serve
 
-# Debian's chromium for the widget panel's real-browser test; wrk for the HTTP benchmark.
+# Debian's chromium for the real-browser tests; Debian's postgresql for the PostgreSQL state
+# store's tests (each test session starts a throwaway cluster of its own); wrk for benchmarks.
 browser:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: setup browser
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: setup browser postgres
 	$(BIN)/pytest
 
 bench: setup
