@@ -1,14 +1,17 @@
 """Delta history through a SparkSession: a notebook's `spark`, or a Databricks Connect session.
 
 pyspark is never imported here: the session is handed in, and everything goes through its
-methods, so the same code serves classic pyspark, Spark Connect and Databricks Connect.
+methods, so the same code serves classic pyspark, Spark Connect and Databricks Connect, 3.5
+(Databricks Runtime 15.x) as well as 4.x.
+
+History is read like on the warehouse (`_history.HistoryWindow`): `DESCRIBE HISTORY t LIMIT n`
+only. Without LIMIT, Delta reads every retained commit file in a Spark job, and a filter on
+`version` is not pushed down into that read.
 """
 
 from __future__ import annotations
 
-import re
 import sys
-from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -16,30 +19,28 @@ from .._exceptions import ChangeDataFeedUnavailable, SourceUnavailable, TableNot
 from .._tablename import TableName
 from ..abc import TableSource
 from ..events import Commit
-from ._rows import commit_from_row, normalize_changes
+from ._errors import Reading, classify, first_line
+from ._history import HistoryWindow
+from ._rows import normalize_changes
 
 if TYPE_CHECKING:
     import pyarrow
-
-_NOT_FOUND = re.compile(
-    r"TABLE_OR_VIEW_NOT_FOUND|DELTA_TABLE_NOT_FOUND|DELTA_MISSING_DELTA_TABLE|SQLSTATE: 42P01"
-)
-_NO_CHANGE_DATA = re.compile(
-    r"DELTA_MISSING_CHANGE_DATA|DELTA_CHANGE_DATA_FEED|DELTA_CDC|DELTA_VERSION_NOT_FOUND"
-    r"|change data was not recorded"
-)
 
 
 class SparkSource(TableSource):
     """DESCRIBE HISTORY and the change data feed, read with `spark`.
 
-    Spark sessions are thread-safe for running queries, so calls are not serialized.
+    Spark sessions are thread-safe for running queries, so calls are not serialized. Up to
+    `history_limit` commits read ahead of a batch are kept per table for the next batches.
     """
 
     name = "spark"
 
-    def __init__(self, spark: Any) -> None:
+    def __init__(
+        self, spark: Any, *, history_limit: int = 10_000, window: HistoryWindow | None = None
+    ) -> None:
         self.spark = spark
+        self._window = window or HistoryWindow(self.name, self._describe, keep=history_limit)
 
     @classmethod
     def from_environment(cls, *, connect: bool = True) -> SparkSource | None:
@@ -48,20 +49,16 @@ class SparkSource(TableSource):
         return None if spark is None else cls(spark)
 
     def latest_version(self, table: TableName) -> int:
-        rows = self._rows(table, lambda: self.spark.sql(f"DESCRIBE HISTORY {table.sql} LIMIT 1"))
-        if not rows:
+        newest = self._window.newest(table)
+        if newest is None:
             raise TableNotFound(str(table), "Spark (no history)")
-        return int(rows[0]["version"])
+        return newest.version
 
     def commits_since(self, table: TableName, after: int, limit: int | None = None) -> list[Commit]:
-        def query() -> Any:
-            frame = self.spark.sql(f"DESCRIBE HISTORY {table.sql}")
-            # Filtering in Spark keeps the transfer to the versions wanted; `after` and
-            # `limit` are ints lakefn computed, never text from a user.
-            frame = frame.where(f"version > {int(after)}").orderBy("version")
-            return frame if limit is None else frame.limit(int(limit))
+        return self._window.commits_since(table, after, limit)
 
-        return [commit_from_row(row) for row in self._rows(table, query)]
+    def close(self) -> None:
+        self._window.forget()
 
     def changes(self, table: TableName, start: int, end: int) -> pyarrow.Table:
         try:
@@ -72,29 +69,41 @@ class SparkSource(TableSource):
                 .option("endingVersion", int(end))
                 .table(table.sql)
             )
-            result = _to_arrow(frame)
+            result = self._to_arrow(frame)
         except Exception as error:
-            raise self._translate(table, error) from error
+            raise self._translate(table, error, "changes") from error
         return normalize_changes(result)
 
-    def _rows(self, table: TableName, query: Callable[[], Any]) -> list[dict[str, Any]]:
-        # Classic Spark fails in spark.sql() (analysis is eager), Spark Connect in collect().
+    def _describe(self, table: TableName, count: int) -> list[dict[str, Any]]:
+        # `count` is an int lakefn computed, never text from a user. Classic Spark fails in
+        # spark.sql() (analysis is eager), Spark Connect in collect().
         try:
-            return [_with_utc_time(row.asDict(recursive=True)) for row in query().collect()]
+            rows = self.spark.sql(f"DESCRIBE HISTORY {table.sql} LIMIT {int(count)}").collect()
+            return [_with_utc_time(row.asDict(recursive=True)) for row in rows]
         except Exception as error:
-            raise self._translate(table, error) from error
+            raise self._translate(table, error, "history") from error
 
-    def _translate(self, table: TableName, error: Exception) -> Exception:
-        # pyspark's AnalysisException carries the error class in its message and in
-        # getErrorClass(); matching text works for every Spark flavour without importing it.
-        error_class = getattr(error, "getErrorClass", lambda: None)() or ""
-        message = f"{error_class} {error}"
-        if _NOT_FOUND.search(message):
+    def _translate(self, table: TableName, error: Exception, reading: Reading) -> Exception:
+        # Any Spark flavour's exception, matched by its error class (getCondition,
+        # getErrorClass or the message) without importing pyspark.
+        kind = classify(error, reading)
+        if kind is TableNotFound:
             return TableNotFound(str(table), "Spark")
-        if _NO_CHANGE_DATA.search(message):
-            return ChangeDataFeedUnavailable(str(table), str(error).splitlines()[0])
-        first = str(error).splitlines()[0] if str(error) else ""
-        return SourceUnavailable(self.name, f"{type(error).__name__}: {first}")
+        if kind is ChangeDataFeedUnavailable:
+            return ChangeDataFeedUnavailable(str(table), first_line(error))
+        return SourceUnavailable(self.name, f"{type(error).__name__}: {first_line(error)}")
+
+    def _to_arrow(self, frame: Any) -> pyarrow.Table:
+        if hasattr(frame, "toArrow"):  # pyspark >= 4 and Spark Connect: UTC instants
+            return frame.toArrow()
+        return _from_pandas(frame, self._session_time_zone())
+
+    def _session_time_zone(self) -> str:
+        try:
+            zone = self.spark.conf.get("spark.sql.session.timeZone")
+        except Exception:  # noqa: BLE001 - unreadable conf: the JVM's default, most often UTC
+            zone = None
+        return str(zone) if zone else "UTC"
 
 
 def _with_utc_time(row: dict[str, Any]) -> dict[str, Any]:
@@ -106,12 +115,28 @@ def _with_utc_time(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _to_arrow(frame: Any) -> pyarrow.Table:
+def _from_pandas(frame: Any, session_zone: str) -> pyarrow.Table:
+    """pyspark < 4: toPandas() turns TIMESTAMP columns into naive wall-clock times of the
+    session time zone; they are put back to UTC here. TIMESTAMP_NTZ columns have no zone and
+    stay as they are. In the hour a DST change repeats, the earlier instant is assumed: the
+    wall-clock value toPandas() returns cannot tell them apart."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    if hasattr(frame, "toArrow"):  # pyspark >= 4 and Spark Connect
-        return frame.toArrow()
-    return pa.Table.from_pandas(frame.toPandas(), preserve_index=False)
+    zoned = {
+        field.name
+        for field in frame.schema.fields
+        if field.dataType.typeName() == "timestamp"  # TIMESTAMP_NTZ is "timestamp_ntz"
+    }
+    table = pa.Table.from_pandas(frame.toPandas(), preserve_index=False)
+    for index, column in enumerate(table.schema):
+        if column.name in zoned and pa.types.is_timestamp(column.type) and not column.type.tz:
+            local = pc.assume_timezone(
+                table.column(index), session_zone, ambiguous="earliest", nonexistent="earliest"
+            )
+            utc = local.cast(pa.timestamp(column.type.unit, tz="UTC"))
+            table = table.set_column(index, column.name, utc)
+    return table
 
 
 def active_spark_session(*, connect: bool = True) -> Any | None:

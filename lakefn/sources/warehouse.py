@@ -10,13 +10,18 @@ are bounded here.
 
 Only `TableName.sql` (every part backtick-quoted) and integers lakefn computed ever reach SQL
 text; table_changes() takes the name as a string literal, escaped below.
+
+The connector allows one statement at a time per connection (PEP 249 threadsafety 1), so the
+queries of every watched table take turns on the one connection: `tables.concurrency` does not
+make this source faster. CloudFetch (results fetched from cloud storage by presigned URL) is
+off unless `use_cloud_fetch` is set: history rows are small, and a Databricks App may not be
+allowed to reach the storage hosts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -25,16 +30,12 @@ from .._exceptions import ChangeDataFeedUnavailable, SourceUnavailable, TableNot
 from .._tablename import TableName
 from ..abc import TableSource
 from ..events import Commit
-from ._rows import commit_from_row, normalize_changes
+from ._errors import Reading, classify, first_line
+from ._history import HistoryWindow
+from ._rows import normalize_changes
 
 if TYPE_CHECKING:
     import pyarrow
-
-_NOT_FOUND = re.compile(r"TABLE_OR_VIEW_NOT_FOUND|DELTA_TABLE_NOT_FOUND|SQLSTATE: 42P01")
-_NO_CHANGE_DATA = re.compile(
-    r"DELTA_MISSING_CHANGE_DATA|DELTA_CHANGE_DATA_FEED|DELTA_CDC|DELTA_VERSION_NOT_FOUND"
-    r"|change data was not recorded"
-)
 
 
 def sql_string(text: str) -> str:
@@ -57,8 +58,9 @@ class WarehouseSource(TableSource):
     """DESCRIBE HISTORY and table_changes() on a SQL warehouse, over one reused connection.
 
     `config` is a `databricks.sdk.core.Config` (default: built from the environment when first
-    needed); `connect` replaces `databricks.sql.connect`, for tests. One query asks for at most
-    `history_limit` history rows; `timeout` bounds a request and its retries, in seconds.
+    needed); `connect` replaces `databricks.sql.connect`, for tests. Up to `history_limit`
+    commits read ahead of a batch are kept per table and serve the next batches; `timeout`
+    bounds a request and its retries, in seconds; `use_cloud_fetch` is the connector's switch.
     """
 
     name = "warehouse"
@@ -72,6 +74,8 @@ class WarehouseSource(TableSource):
         history_limit: int = 10_000,
         timeout: float = 60.0,
         attempts: int = 3,
+        use_cloud_fetch: bool = False,
+        window: HistoryWindow | None = None,
     ) -> None:
         resolved = resolve_http_path(http_path)
         if resolved is None:
@@ -86,44 +90,38 @@ class WarehouseSource(TableSource):
         self._connect = connect
         self._timeout = timeout
         self._attempts = attempts
+        self.use_cloud_fetch = use_cloud_fetch
         self._connection: Any = None
         self._lock = threading.Lock()
+        self._window = window or HistoryWindow(self.name, self._describe, keep=history_limit)
 
     def latest_version(self, table: TableName) -> int:
-        rows = self._history(table, 1)
-        if not rows:
+        newest = self._window.newest(table)
+        if newest is None:
             raise TableNotFound(str(table), "the SQL warehouse (no history)")
-        return rows[0].version
+        return newest.version
 
     def commits_since(self, table: TableName, after: int, limit: int | None = None) -> list[Commit]:
-        # DESCRIBE HISTORY returns newest first and only takes a LIMIT, so ask for as many
-        # rows as there are versions after `after`. Commits landing between the two queries
-        # push the oldest wanted ones out of that window: widen it until it reaches back.
-        latest = self.latest_version(table)
-        count = latest - after
-        while count > 0:
-            commits = sorted(self._history(table, count), key=lambda c: c.version)
-            reaches_back = len(commits) < count or commits[0].version <= after + 1
-            if reaches_back or count >= self.history_limit:
-                wanted = [c for c in commits if c.version > after]
-                return wanted if limit is None else wanted[:limit]
-            count = min(count + commits[-1].version - latest, self.history_limit)
-            latest = commits[-1].version
-        return []
+        return self._window.commits_since(table, after, limit)
 
     def changes(self, table: TableName, start: int, end: int) -> pyarrow.Table:
         query = f"SELECT * FROM table_changes({sql_string(table.sql)}, {int(start)}, {int(end)})"
-        return normalize_changes(self._run(table, query, arrow=True))
+        return normalize_changes(self._run(table, query, arrow=True, reading="changes"))
 
     def close(self) -> None:
+        self._window.forget()
         with self._lock:
             self._drop_connection()
 
-    def _history(self, table: TableName, count: int) -> list[Commit]:
-        rows = self._run(table, f"DESCRIBE HISTORY {table.sql} LIMIT {int(count)}")
-        return [commit_from_row(row) for row in rows]
+    def _describe(self, table: TableName, count: int) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._run(
+            table, f"DESCRIBE HISTORY {table.sql} LIMIT {int(count)}"
+        )
+        return rows
 
-    def _run(self, table: TableName, query: str, *, arrow: bool = False) -> Any:
+    def _run(
+        self, table: TableName, query: str, *, arrow: bool = False, reading: Reading = "history"
+    ) -> Any:
         """Run one query; a dropped session is reopened once before giving up."""
         from databricks.sql import exc
 
@@ -133,12 +131,12 @@ class WarehouseSource(TableSource):
                 try:
                     return self._execute(query, arrow)
                 except exc.ServerOperationError as error:
-                    raise self._translate(table, error) from error
+                    raise self._translate(table, error, reading) from error
                 except (exc.Error, OSError) as error:
                     # The session may have expired or the network blipped: start afresh.
                     self._drop_connection()
                     if attempt == 2 or not reused:
-                        raise self._translate(table, error) from error
+                        raise self._translate(table, error, reading) from error
         raise AssertionError("unreachable")
 
     def _execute(self, query: str, arrow: bool) -> Any:
@@ -181,6 +179,7 @@ class WarehouseSource(TableSource):
             # authenticate() refreshes OAuth tokens as they expire.
             credentials_provider=lambda: config.authenticate,
             user_agent_entry="lakefn",
+            use_cloud_fetch=self.use_cloud_fetch,
             _socket_timeout=self._timeout,
             _retry_stop_after_attempts_count=self._attempts,
             _retry_stop_after_attempts_duration=self._timeout,
@@ -208,13 +207,13 @@ class WarehouseSource(TableSource):
             with contextlib.suppress(Exception):
                 connection.close()
 
-    def _translate(self, table: TableName, error: Exception) -> Exception:
-        message = str(error) or type(error).__name__
-        if _NOT_FOUND.search(message):
+    def _translate(self, table: TableName, error: Exception, reading: Reading) -> Exception:
+        kind = classify(error, reading)
+        if kind is TableNotFound:
             return TableNotFound(str(table), "the SQL warehouse")
-        if _NO_CHANGE_DATA.search(message):
-            return ChangeDataFeedUnavailable(str(table), message.split("\n")[0])
-        return SourceUnavailable(self.name, f"{type(error).__name__}: {message.splitlines()[0]}")
+        if kind is ChangeDataFeedUnavailable:
+            return ChangeDataFeedUnavailable(str(table), first_line(error))
+        return SourceUnavailable(self.name, f"{type(error).__name__}: {first_line(error)}")
 
 
 def _as_dict(row: Any, names: list[str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
@@ -82,18 +82,64 @@ def history_row(
     }
 
 
+class Failure(Exception):
+    """A Databricks error, before a double dresses it as its driver's exception.
+
+    `condition` may carry a subclass ("FAILED_READ_FILE.FILE_NOT_EXIST"); the text is what
+    Databricks prints: "[CONDITION] message SQLSTATE: xxxxx".
+    """
+
+    def __init__(self, condition: str, sqlstate: str, message: str) -> None:
+        self.condition = condition
+        self.sqlstate = sqlstate
+        self.message = message
+        super().__init__(f"[{condition}] {message} SQLSTATE: {sqlstate}")
+
+
 @dataclass
 class FakeTable:
     history: list[dict[str, Any]] = field(default_factory=list)  # ascending by version
     changes: pa.Table | None = None  # None: change data feed off
+    #: oldest version whose change files VACUUM left (delta.deletedFileRetentionDuration)
+    change_files_from: int = 0
+    #: how this engine reports vacuumed change files (Databricks Runtime; OSS Spark 4 gives
+    #: FAILED_READ_FILE.FILE_NOT_EXIST)
+    vacuumed_condition: str = "DELTA_CHANGE_DATA_FILE_NOT_FOUND"
 
     def describe_history(self, limit: int | None = None) -> list[dict[str, Any]]:
         newest_first = sorted(self.history, key=lambda row: -row["version"])
         return newest_first if limit is None else newest_first[:limit]
 
-    def table_changes(self, start: int, end: int) -> pa.Table | None:
+    def commit(self, operation: str = "WRITE", **kwargs: Any) -> int:
+        """One more commit, a minute after the last; returns its version."""
+        last = self.history[-1] if self.history else None
+        version = last["version"] + 1 if last else 0
+        when = (
+            last["timestamp"].replace(tzinfo=timezone.utc) + timedelta(minutes=1)
+            if last
+            else datetime(2024, 1, 1, tzinfo=timezone.utc)
+        )
+        self.history.append(history_row(version, operation, timestamp=when, **kwargs))
+        return version
+
+    def expire_log(self, before: int) -> None:
+        """Log cleanup (delta.logRetentionDuration): commits older than `before` leave the
+        history for good."""
+        self.history = [row for row in self.history if row["version"] >= before]
+
+    def table_changes(self, start: int, end: int) -> pa.Table:
+        """The change rows of start..end, or the Failure Databricks raises for them."""
+        if end < start:
+            raise Failure(
+                "DELTA_INVALID_CDC_RANGE",
+                "22003",
+                f"CDC range from start {start} to end {end} was invalid. End cannot be before "
+                "start.",
+            )
         if self.changes is None:
-            return None
+            raise Failure("DELTA_MISSING_CHANGE_DATA", "KD002", missing_change_data_text(start, end))
+        if start < self.change_files_from:
+            raise vacuumed_failure(self.vacuumed_condition, start)
         versions = self.changes.column("_commit_version").to_pylist()
         keep = [start <= v <= end for v in versions]
         return self.changes.filter(pa.array(keep, pa.bool_()))
@@ -124,20 +170,51 @@ class FakeCatalog:
         return self.add(name, FakeTable(rows, changes))
 
 
+def not_found(sql_name: str) -> Failure:
+    return Failure(
+        "TABLE_OR_VIEW_NOT_FOUND",
+        "42P01",
+        f"The table or view {sql_name} cannot be found. Verify the spelling and correctness of "
+        "the schema and catalog.\nIf you did not qualify the name with a schema, verify the "
+        "current_schema() output, or qualify the name with the correct schema and catalog.\n"
+        "To tolerate the error on drop use DROP VIEW IF EXISTS or DROP TABLE IF EXISTS.",
+    )
+
+
 def not_found_message(sql_name: str) -> str:
+    return str(not_found(sql_name))
+
+
+def missing_change_data_text(start: int, end: int) -> str:
+    # delta-error-classes.json: DELTA_MISSING_CHANGE_DATA, SQLSTATE KD002
     return (
-        f"[TABLE_OR_VIEW_NOT_FOUND] The table or view {sql_name} cannot be found. Verify the "
-        "spelling and correctness of the schema and catalog.\nIf you did not qualify the name "
-        "with a schema, verify the current_schema() output, or qualify the name with the "
-        "correct schema and catalog. SQLSTATE: 42P01; line 1 pos 17"
+        f"Error getting change data for range [{start} , {end}] as change data was not\n"
+        f"recorded for version [{start}]. If you've enabled change data feed on this table,\n"
+        "use `DESCRIBE HISTORY` to see when it was first enabled.\n"
+        "Otherwise, to start recording change data, use `ALTER TABLE table_name SET "
+        "TBLPROPERTIES\n(delta.enableChangeDataFeed=true)`."
     )
 
 
 def missing_change_data_message(start: int, end: int) -> str:
-    return (
-        f"[DELTA_MISSING_CHANGE_DATA] Error getting change data for range [{start} , {end}] as "
-        f"change data was not recorded for version [{start}]. If you've enabled change data "
-        "feed on this table, use `DESCRIBE HISTORY` to see when it was first enabled. "
-        "Otherwise, to start recording change data, use `ALTER TABLE table_name SET "
-        "TBLPROPERTIES (delta.enableChangeDataFeed=true)`. SQLSTATE: 42K03"
+    return str(Failure("DELTA_MISSING_CHANGE_DATA", "KD002", missing_change_data_text(start, end)))
+
+
+def vacuumed_failure(condition: str, version: int) -> Failure:
+    path = f"s3://bucket/tables/orders/_change_data/cdc-{version:05d}-0000.c000.snappy.parquet"
+    if condition == "DELTA_CHANGE_DATA_FILE_NOT_FOUND":
+        return Failure(
+            condition,
+            "42K03",
+            f"{path} referenced in the transaction log cannot be found. This can occur when "
+            "data has been manually deleted from the file system rather than using the table "
+            "`DELETE` statement. This request appears to be targeting Change Data Feed, if that "
+            "is the case, this error can occur when the change data file is out of the "
+            "retention period and has been deleted by the `VACUUM` statement.",
+        )
+    return Failure(
+        "FAILED_READ_FILE.FILE_NOT_EXIST",
+        "KD001",
+        f"Error while reading file {path}. File does not exist. It is possible the underlying "
+        "files have been updated.",
     )

@@ -3,8 +3,13 @@
 It answers only the statements lakefn is allowed to send, matched by strict regexes: a table
 name must arrive fully backtick-quoted (and, inside table_changes(), as a properly escaped
 string literal). Anything else fails the way Databricks would, with the connector's own
-exception classes and Databricks' error texts, and is recorded in `rejected` for tests to
-assert on.
+exception classes and Databricks' error texts ("[CONDITION] message SQLSTATE: xxxxx", the
+conditions of lakefn/sources/_errors.py), and is recorded in `rejected` for tests to assert on.
+
+Result shapes follow the connector: with pyarrow's native complex types (the default,
+`maps="pairs"`) a MAP arrives as a list of (key, value) tuples and a STRUCT as a dict; without
+them (`maps="json"`, `_use_arrow_native_complex_types=False`) every complex column - maps and
+the `job` / `notebook` structs alike - arrives as JSON text.
 """
 
 from __future__ import annotations
@@ -18,13 +23,7 @@ import pyarrow as pa
 from databricks.sql import exc
 from databricks.sql.types import Row
 
-from .catalog import (
-    HISTORY_TYPES,
-    QUOTED_NAME,
-    FakeCatalog,
-    missing_change_data_message,
-    not_found_message,
-)
+from .catalog import HISTORY_TYPES, QUOTED_NAME, Failure, FakeCatalog, not_found
 
 _HISTORY = re.compile(rf"DESCRIBE HISTORY (?P<name>{QUOTED_NAME}) LIMIT (?P<limit>[1-9][0-9]*)")
 # A SQL string literal: no bare quote or backslash inside, only escaped ones.
@@ -45,6 +44,8 @@ class FakeWarehouse:
         # types (the default) and as JSON text without them.
         self.maps = maps
         self.queries: list[str] = []
+        #: DESCRIBE HISTORY rows handed back, over all queries: what the warehouse had to read
+        self.history_rows = 0
         self.rejected: list[str] = []
         self.connect_calls: list[dict[str, Any]] = []
         self.connections: list[Connection] = []
@@ -78,9 +79,14 @@ class FakeWarehouse:
         if self.drop_session_on_next_query:
             self.drop_session_on_next_query = False
             raise exc.RequestError("Error during request to server: Invalid SessionHandle")
-        answer = self._answer(statement)
-        if self.after_query is not None:
-            self.after_query(statement)
+        try:
+            answer = self._answer(statement)
+        except Failure as failure:
+            # The connector raises what the server's displayMessage says, as is.
+            raise exc.ServerOperationError(str(failure)) from None
+        finally:
+            if self.after_query is not None:
+                self.after_query(statement)
         return answer
 
     def _answer(self, statement: str) -> tuple[list[tuple[str, str]], Any]:
@@ -90,34 +96,33 @@ class FakeWarehouse:
             name = re.sub(r"\\(.)", r"\1", match["literal"])
             return self._changes(name, int(match["start"]), int(match["end"]))
         self.rejected.append(statement)
-        raise exc.ServerOperationError(
-            "[PARSE_SYNTAX_ERROR] Syntax error at or near the statement. SQLSTATE: 42601"
-        )
+        raise Failure("PARSE_SYNTAX_ERROR", "42601", "Syntax error at or near the statement.")
 
     def _history(self, name: str, limit: int) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
         table = self.catalog.lookup(name)
         if table is None:
-            raise exc.ServerOperationError(not_found_message(name))
+            raise not_found(name)
         rows = [self._encode(row) for row in table.describe_history(limit)]
+        self.history_rows += len(rows)
         return list(HISTORY_TYPES.items()), rows
 
     def _changes(self, name: str, start: int, end: int) -> tuple[list[tuple[str, str]], pa.Table]:
         table = self.catalog.lookup(name)
         if table is None:
-            raise exc.ServerOperationError(not_found_message(name))
+            raise not_found(name)
         changes = table.table_changes(start, end)
-        if changes is None:
-            raise exc.ServerOperationError(missing_change_data_message(start, end))
         return [(f.name, str(f.type)) for f in changes.schema], changes
 
     def _encode(self, row: dict[str, Any]) -> dict[str, Any]:
         out = dict(row)
-        for column in ("operationParameters", "operationMetrics"):
+        for column in ("operationParameters", "operationMetrics", "job", "notebook"):
             value = row[column]
+            if value is None:
+                continue
             if self.maps == "json":
-                out[column] = None if value is None else json.dumps(value)
-            else:
-                out[column] = None if value is None else list(value.items())
+                out[column] = json.dumps(value, separators=(",", ":"))
+            elif HISTORY_TYPES[column].startswith("map"):
+                out[column] = list(value.items())
         return out
 
 
