@@ -222,6 +222,9 @@ class TablesConfig(_Model):
     source: Literal["auto", "local", "warehouse", "spark", "recorded"] = "auto"
     local_root: str = ".lakefn/catalog"
     concurrency: int = Field(default=8, ge=1, le=256)
+    # warehouse source: fetch large results from cloud storage (CloudFetch); off because
+    # history rows are small and a Databricks App may not reach the storage hosts
+    use_cloud_fetch: bool = False
 
 
 class HttpConfig(_Model):

@@ -13,7 +13,7 @@ import pytest
 
 from lakefn import ChangeDataFeedUnavailable, SourceUnavailable, TableName, TableNotFound
 from lakefn.sources.spark import SparkSource, active_spark_session
-from tests.fakes.catalog import FakeCatalog, FakeTable, history_row
+from tests.fakes.catalog import Failure, FakeCatalog, FakeTable, history_row
 from tests.fakes.spark import AnalysisException, SparkSession
 
 TABLE = TableName.parse("main.sales.orders")
@@ -69,7 +69,7 @@ def test_history_through_spark_sql(source: SparkSource, spark: SparkSession) -> 
     assert found[0].raw["job"] == {"jobId": "77", "runId": "1"}  # struct Row -> dict
     assert spark.queries == [
         "DESCRIBE HISTORY `main`.`sales`.`orders` LIMIT 1",
-        "DESCRIBE HISTORY `main`.`sales`.`orders`",
+        "DESCRIBE HISTORY `main`.`sales`.`orders` LIMIT 2",
     ]
     assert [c.version for c in source.commits_since(TABLE, -1, limit=2)] == [0, 1]
 
@@ -117,7 +117,12 @@ def test_changes_without_change_data_feed(source: SparkSource, catalog: FakeCata
 
 def test_other_spark_failures_are_source_unavailable(spark: SparkSession) -> None:
     def broken(query: str) -> None:
-        raise AnalysisException("[INSUFFICIENT_PERMISSIONS] User does not have USE CATALOG", "X")
+        failure = Failure(
+            "INSUFFICIENT_PERMISSIONS",
+            "42501",
+            "Insufficient privileges: User does not have USE CATALOG on Catalog 'main'.",
+        )
+        raise AnalysisException(failure, "4.0")
 
     spark.sql = broken  # type: ignore[method-assign]
     with pytest.raises(SourceUnavailable, match="INSUFFICIENT_PERMISSIONS"):
@@ -172,3 +177,56 @@ def test_databricks_connect_not_installed_or_not_configured(
     module = types.SimpleNamespace(DatabricksSession=types.SimpleNamespace(builder=builder))
     monkeypatch.setitem(sys.modules, "databricks.connect", module)
     assert active_spark_session() is None
+
+
+@pytest.mark.parametrize("version", ["3.5", "4.0"])
+@pytest.mark.parametrize("zone", ["UTC", "America/Los_Angeles", "Asia/Kolkata", "+02:00"])
+def test_change_timestamps_are_utc_whatever_the_session_time_zone(
+    catalog: FakeCatalog, version: str, zone: str
+) -> None:
+    # pyspark 3.5 has no toArrow: toPandas() hands TIMESTAMP columns back as naive wall-clock
+    # times of spark.sql.session.timeZone. Read as UTC they would shift by the zone's offset.
+    instants = [START, START + timedelta(days=180, minutes=7), START + timedelta(hours=5)]
+    wall_clock = [datetime(2024, 5, 1, 8, 30), datetime(2024, 6, 2, 9, 0), datetime(2024, 7, 3)]
+    catalog.tables[TABLE.parts].changes = pa.table(
+        {
+            "id": [0, 1, 2],
+            "happened": pa.array(instants, pa.timestamp("us", tz="UTC")),  # TIMESTAMP
+            "local_day": pa.array(wall_clock, pa.timestamp("us")),  # TIMESTAMP_NTZ
+            "_change_type": ["insert"] * 3,
+            "_commit_version": [0, 1, 2],
+            "_commit_timestamp": pa.array(instants, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    spark = SparkSession(catalog, version=version, time_zone=zone)  # type: ignore[arg-type]
+    changes = SparkSource(spark).changes(TABLE, 0, 2)
+    assert changes.column("_commit_timestamp").to_pylist() == instants
+    happened = changes.column("happened").cast(pa.timestamp("us", tz="UTC"))
+    assert happened.to_pylist() == instants
+    assert changes.column("local_day").cast(pa.timestamp("us")).to_pylist() == wall_clock
+
+
+def test_pyspark_3_5_has_no_to_arrow_and_4_has(catalog: FakeCatalog) -> None:
+    # What makes the test above meaningful: the 3.5 double really takes the toPandas() road.
+    old = SparkSession(catalog, version="3.5").read.format("delta")
+    frame = (
+        old.option("readChangeFeed", "true")
+        .option("startingVersion", 0)
+        .option("endingVersion", 1)
+        .table(TABLE.sql)
+    )
+    assert not hasattr(frame, "toArrow")
+    assert hasattr(SparkSession(catalog).frame(rows=[]), "toArrow")
+
+
+@pytest.mark.parametrize("version", ["3.5", "4.0"])
+def test_the_condition_is_read_the_way_each_pyspark_offers_it(
+    catalog: FakeCatalog, version: str
+) -> None:
+    # pyspark 4 deprecates getErrorClass() with a FutureWarning (an error in this test run):
+    # the source asks getCondition() first. 3.5 has only getErrorClass().
+    spark = SparkSession(catalog, version=version)  # type: ignore[arg-type]
+    with pytest.raises(TableNotFound) as raised:
+        SparkSource(spark).latest_version(TableName.parse("main.sales.nope"))
+    cause = raised.value.__cause__
+    assert hasattr(cause, "getCondition") == (version == "4.0")

@@ -7,6 +7,7 @@ source replays it. A function must see the same commits whichever source read th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timezone
@@ -16,14 +17,22 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from lakefn import Commit, TableName, TableNotFound
+from lakefn import (
+    ChangeDataFeedUnavailable,
+    Commit,
+    SourceUnavailable,
+    TableName,
+    TableNotFound,
+)
 from lakefn.abc import TableSource
+from lakefn.sources._errors import KNOWN_ERRORS, error_class, sqlstate
 from lakefn.sources._rows import HISTORY_COLUMNS
 from lakefn.sources.local import LocalDeltaSource, append, create_table, path_for
 from lakefn.sources.recorded import RecordedSource
 from lakefn.sources.spark import SparkSource
 from lakefn.sources.warehouse import WarehouseSource
-from tests.fakes.catalog import FakeCatalog
+from lakefn.triggers.table import MAX_BATCH
+from tests.fakes.catalog import FakeCatalog, FakeTable, missing_change_data_message
 from tests.fakes.databricks_sql import FakeWarehouse
 from tests.fakes.spark import SparkSession
 
@@ -188,3 +197,193 @@ def test_unknown_table_is_table_not_found(source: TableSource) -> None:
         source.latest_version(other)
     with pytest.raises(TableNotFound):
         source.commits_since(other, -1)
+
+
+# -- Databricks sources: history through DESCRIBE HISTORY ... LIMIT n only ------------------
+#
+# Both Databricks sources share one way of reading history (lakefn/sources/_history.py); these
+# tests run it through every double: the warehouse with either map encoding, Spark as pyspark
+# 3.5 (Databricks Runtime 15.x) and as pyspark 4.
+
+
+@dataclass
+class Databricks:
+    """A source on a double of one table, and the double to look at."""
+
+    source: WarehouseSource | SparkSource
+    double: FakeWarehouse | SparkSession
+    table: FakeTable
+
+    def history_queries(self) -> list[str]:
+        return [q for q in self.double.queries if q.startswith("DESCRIBE HISTORY")]
+
+    def on_each_query(self, hook: Callable[[str], None]) -> None:
+        self.double.after_query = hook
+
+    def drain(self, after: int, batch: int = MAX_BATCH) -> list[int]:
+        """What the watcher does, check after check, until nothing is new: the versions got."""
+        got: list[int] = []
+        while True:
+            if self.source.latest_version(TABLE) <= after:
+                return got
+            commits = self.source.commits_since(TABLE, after, batch)
+            got += [c.version for c in commits]
+            after = commits[-1].version
+
+
+DOUBLES = ["warehouse-pairs", "warehouse-json", "spark-3.5", "spark-4.0"]
+
+
+def databricks(kind: str, commits: int, *, history_limit: int = 10_000) -> Databricks:
+    catalog = FakeCatalog()
+    table = catalog.add(TABLE.parts)
+    for _ in range(commits):
+        table.commit("WRITE", metrics={"numOutputRows": 1})
+    if kind.startswith("warehouse"):
+        warehouse = FakeWarehouse(catalog, maps=kind.split("-")[1])  # type: ignore[arg-type]
+        source: WarehouseSource | SparkSource = WarehouseSource(
+            "/sql/1.0/warehouses/abc",
+            config=FakeSdkConfig(),
+            connect=warehouse.connect,
+            history_limit=history_limit,
+        )
+        return Databricks(source, warehouse, table)
+    spark = SparkSession(catalog, version=kind.split("-")[1])  # type: ignore[arg-type]
+    return Databricks(SparkSource(spark, history_limit=history_limit), spark, table)
+
+
+@pytest.fixture(params=DOUBLES)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_an_idle_check_reads_one_row(kind: str) -> None:
+    db = databricks(kind, 10)
+    assert db.drain(after=9) == []
+    assert db.history_queries() == ["DESCRIBE HISTORY `main`.`sales`.`orders` LIMIT 1"]
+    assert db.double.history_rows == 1
+
+
+def test_a_check_with_one_new_commit_is_one_query(kind: str) -> None:
+    db = databricks(kind, 10)
+    assert db.source.latest_version(TABLE) == 9
+    assert [c.version for c in db.source.commits_since(TABLE, 8, MAX_BATCH)] == [9]
+    assert db.history_queries() == ["DESCRIBE HISTORY `main`.`sales`.`orders` LIMIT 1"]
+
+
+def test_history_is_never_read_without_limit(kind: str) -> None:
+    db = databricks(kind, 50, history_limit=10)
+    db.on_each_query(lambda _: db.table.commit() if len(db.table.history) < 60 else None)
+    assert db.drain(after=-1, batch=7) == list(range(60))
+    assert db.source.commits_since(TABLE, -1)[-1].version == 59  # no limit: all of it
+    queries = db.history_queries()
+    assert queries and all(re.fullmatch(r".* LIMIT [1-9][0-9]*", q) for q in queries), queries
+
+
+def test_a_backlog_longer_than_history_limit_with_commits_landing_between_queries(
+    kind: str,
+) -> None:
+    # A backlog over history_limit and a commit landing after every query (LIMIT 1 included)
+    # used to end in a window that stopped short of after + 1: a false gap, versions lost.
+    db = databricks(kind, 350, history_limit=100)
+    db.on_each_query(lambda _: db.table.commit() if len(db.table.history) < 500 else None)
+    got = db.drain(after=-1, batch=40)
+    assert got == list(range(len(db.table.history)))  # each version once, in order, from 0
+    assert len(got) == 500
+
+
+@pytest.mark.parametrize("kind", ["warehouse-pairs", "spark-3.5"])
+def test_draining_a_20000_commit_backlog_reads_at_most_twice_its_length(kind: str) -> None:
+    db = databricks(kind, 20_000)
+    assert db.drain(after=-1) == list(range(20_000))
+    assert db.double.history_rows <= 2 * 20_000
+    assert len(db.history_queries()) <= 2 * 20_000 // MAX_BATCH + 5
+
+
+def test_versions_gone_from_the_log_are_a_real_gap(kind: str) -> None:
+    db = databricks(kind, 30)
+    db.table.expire_log(before=20)  # delta.logRetentionDuration passed for versions 0..19
+    assert db.source.latest_version(TABLE) == 29
+    assert [c.version for c in db.source.commits_since(TABLE, 5, MAX_BATCH)] == list(range(20, 30))
+
+
+def test_commits_landing_faster_than_the_history_is_read_is_source_unavailable(
+    kind: str,
+) -> None:
+    db = databricks(kind, 20)
+    db.source.history.attempts = 2
+    landed = [10]
+
+    def flood(_: str) -> None:
+        for _ in range(landed[0]):
+            db.table.commit()
+        landed[0] *= 10
+
+    db.on_each_query(flood)
+    with pytest.raises(SourceUnavailable, match="faster than its history can be read"):
+        db.source.commits_since(TABLE, 0, MAX_BATCH)
+
+
+def test_kept_rows_of_a_dropped_and_recreated_table_are_not_served(kind: str) -> None:
+    db = databricks(kind, 30, history_limit=30)
+    assert db.source.latest_version(TABLE) == 29
+    assert len(db.source.commits_since(TABLE, 5, 3)) == 3  # versions 6..29 kept
+    read = db.double.history_rows
+    db.table.history = []
+    for _ in range(12):
+        db.table.commit("CREATE TABLE" if not db.table.history else "MERGE")
+    assert db.source.latest_version(TABLE) == 11
+    assert [c.operation for c in db.source.commits_since(TABLE, 5, 3)] == ["MERGE"] * 3
+    # LIMIT 1, then the new table's rows: read again, not served from the old table's.
+    assert db.double.history_rows > read + 1
+
+
+@pytest.mark.parametrize(
+    ("break_it", "condition"),
+    [
+        (lambda t: setattr(t, "changes", None), "DELTA_MISSING_CHANGE_DATA"),
+        (lambda t: setattr(t, "change_files_from", 3), "DELTA_CHANGE_DATA_FILE_NOT_FOUND"),
+        (
+            lambda t: (setattr(t, "change_files_from", 3), setattr(t, "vacuumed_condition", "")),
+            "FAILED_READ_FILE",
+        ),
+        (None, "DELTA_INVALID_CDC_RANGE"),
+    ],
+)
+def test_change_feed_failures_are_change_data_feed_unavailable(
+    kind: str, break_it: Callable[[FakeTable], object] | None, condition: str
+) -> None:
+    db = databricks(kind, 5)
+    db.table.changes = pa.table(
+        {
+            "id": [1, 2, 3, 4],
+            "_change_type": ["insert"] * 4,
+            "_commit_version": [1, 2, 3, 4],
+            "_commit_timestamp": [row["timestamp"] for row in db.table.history[1:]],
+        }
+    )
+    start, end = (2, 4) if break_it else (4, 2)
+    if break_it:
+        break_it(db.table)
+    with pytest.raises(ChangeDataFeedUnavailable, match=condition) as raised:
+        db.source.changes(TABLE, start, end)
+    # The double raised it as Databricks would, with the SQLSTATE lakefn's table lists.
+    driver_error = raised.value.__cause__
+    assert driver_error is not None
+    assert error_class(driver_error) == condition
+    assert sqlstate(driver_error) == KNOWN_ERRORS[condition].sqlstate
+
+
+def test_a_missing_table_raises_what_the_error_table_lists(kind: str) -> None:
+    db = databricks(kind, 1)
+    with pytest.raises(TableNotFound) as raised:
+        db.source.latest_version(TableName.parse("main.sales.nope"))
+    driver_error = raised.value.__cause__
+    assert driver_error is not None and error_class(driver_error) == "TABLE_OR_VIEW_NOT_FOUND"
+    assert sqlstate(driver_error) == KNOWN_ERRORS["TABLE_OR_VIEW_NOT_FOUND"].sqlstate == "42P01"
+
+
+def test_delta_missing_change_data_has_deltas_sqlstate() -> None:
+    # delta-error-classes.json says KD002; the double used to say 42K03.
+    assert KNOWN_ERRORS["DELTA_MISSING_CHANGE_DATA"].sqlstate == "KD002"
+    assert missing_change_data_message(0, 1).endswith("SQLSTATE: KD002")

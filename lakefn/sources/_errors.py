@@ -116,5 +116,10 @@ def classify(error: BaseException, reading: Reading) -> type[TableError]:
 
 
 def first_line(error: BaseException) -> str:
+    """The line that says what went wrong: the one naming the condition (py4j buries it under
+    a Java call trace), else the first."""
     text = str(error) or type(error).__name__
-    return text.splitlines()[0]
+    match = _IN_MESSAGE.search(text)
+    if match is None:
+        return text.splitlines()[0]
+    return text[match.start() :].splitlines()[0]

@@ -61,7 +61,7 @@ class HistoryWindow:
         self.keep = max(1, keep)
         self.attempts = attempts
         self.fresh_for = fresh_for
-        self._clock = clock
+        self.clock = clock
         self._lock = threading.Lock()
         self._newest: dict[TableName, _Newest] = {}
         self._kept: dict[TableName, list[Commit]] = {}  # ascending, contiguous versions
@@ -73,7 +73,7 @@ class HistoryWindow:
             return None
         commit = commit_from_row(rows[0])
         with self._lock:
-            self._newest[table] = _Newest(commit, self._clock())
+            self._newest[table] = _Newest(commit, self.clock())
             kept = self._kept.get(table)
             if kept and not _consistent(kept, commit):
                 # Versions went back, or a kept version now reads differently: the table was
@@ -87,7 +87,7 @@ class HistoryWindow:
             hint = self._newest.pop(table, None)
         if served is not None:
             return served
-        if hint is not None and self._clock() - hint.read_at <= self.fresh_for:
+        if hint is not None and self.clock() - hint.read_at <= self.fresh_for:
             newest = hint.commit
         else:
             found = self.newest(table)

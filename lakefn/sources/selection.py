@@ -47,7 +47,7 @@ def select_source(project: Project) -> TableSource:
     if kind == "warehouse":
         from .warehouse import WarehouseSource
 
-        return WarehouseSource()
+        return WarehouseSource(use_cloud_fetch=project.config.tables.use_cloud_fetch)
     if kind == "spark":
         from .spark import SparkSource, active_spark_session
 

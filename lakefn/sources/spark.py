@@ -37,10 +37,10 @@ class SparkSource(TableSource):
     name = "spark"
 
     def __init__(
-        self, spark: Any, *, history_limit: int = 10_000, window: HistoryWindow | None = None
+        self, spark: Any, *, history_limit: int = 10_000
     ) -> None:
         self.spark = spark
-        self._window = window or HistoryWindow(self.name, self._describe, keep=history_limit)
+        self.history = HistoryWindow(self.name, self._describe, keep=history_limit)
 
     @classmethod
     def from_environment(cls, *, connect: bool = True) -> SparkSource | None:
@@ -49,16 +49,16 @@ class SparkSource(TableSource):
         return None if spark is None else cls(spark)
 
     def latest_version(self, table: TableName) -> int:
-        newest = self._window.newest(table)
+        newest = self.history.newest(table)
         if newest is None:
             raise TableNotFound(str(table), "Spark (no history)")
         return newest.version
 
     def commits_since(self, table: TableName, after: int, limit: int | None = None) -> list[Commit]:
-        return self._window.commits_since(table, after, limit)
+        return self.history.commits_since(table, after, limit)
 
     def close(self) -> None:
-        self._window.forget()
+        self.history.forget()
 
     def changes(self, table: TableName, start: int, end: int) -> pyarrow.Table:
         try:

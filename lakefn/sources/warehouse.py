@@ -75,7 +75,6 @@ class WarehouseSource(TableSource):
         timeout: float = 60.0,
         attempts: int = 3,
         use_cloud_fetch: bool = False,
-        window: HistoryWindow | None = None,
     ) -> None:
         resolved = resolve_http_path(http_path)
         if resolved is None:
@@ -93,23 +92,23 @@ class WarehouseSource(TableSource):
         self.use_cloud_fetch = use_cloud_fetch
         self._connection: Any = None
         self._lock = threading.Lock()
-        self._window = window or HistoryWindow(self.name, self._describe, keep=history_limit)
+        self.history = HistoryWindow(self.name, self._describe, keep=history_limit)
 
     def latest_version(self, table: TableName) -> int:
-        newest = self._window.newest(table)
+        newest = self.history.newest(table)
         if newest is None:
             raise TableNotFound(str(table), "the SQL warehouse (no history)")
         return newest.version
 
     def commits_since(self, table: TableName, after: int, limit: int | None = None) -> list[Commit]:
-        return self._window.commits_since(table, after, limit)
+        return self.history.commits_since(table, after, limit)
 
     def changes(self, table: TableName, start: int, end: int) -> pyarrow.Table:
         query = f"SELECT * FROM table_changes({sql_string(table.sql)}, {int(start)}, {int(end)})"
         return normalize_changes(self._run(table, query, arrow=True, reading="changes"))
 
     def close(self) -> None:
-        self._window.forget()
+        self.history.forget()
         with self._lock:
             self._drop_connection()
 
