@@ -180,12 +180,40 @@ def test_history_rows_become_commits(source: WarehouseSource, warehouse: FakeWar
     assert warehouse.queries[-1] == "DESCRIBE HISTORY `main`.`sales`.`orders` LIMIT 4"
 
 
-def test_map_columns_as_json_text(catalog: FakeCatalog, config: FakeSdkConfig) -> None:
+def test_complex_columns_as_json_text(catalog: FakeCatalog, config: FakeSdkConfig) -> None:
+    # Without pyarrow's native complex types the connector hands every MAP and STRUCT column
+    # over as JSON text: the maps, and the job / notebook structs too.
+    catalog.tables[TABLE.parts].commit("MERGE", job={"jobId": "77", "jobRunId": "9"})
     warehouse = FakeWarehouse(catalog, maps="json")
     source = WarehouseSource("/p", config=config, connect=warehouse.connect)
-    last = source.commits_since(TABLE, 2)[0]
-    assert isinstance(last.raw["operationMetrics"], str)
-    assert last.operation_metrics == {"numOutputRows": 30, "numFiles": 1}
+    third, merge = source.commits_since(TABLE, 2)
+    assert isinstance(third.raw["operationMetrics"], str)
+    assert third.operation_metrics == {"numOutputRows": 30, "numFiles": 1}
+    assert third.raw["notebook"] == '{"notebookId":"1234"}'
+    assert merge.raw["job"] == '{"jobId":"77","jobRunId":"9"}' and merge.raw["notebook"] is None
+    assert merge.operation == "MERGE" and merge.version == 4
+
+
+def test_cloud_fetch_is_off_unless_asked_for(
+    warehouse: FakeWarehouse, config: FakeSdkConfig
+) -> None:
+    WarehouseSource("/p", config=config, connect=warehouse.connect).latest_version(TABLE)
+    WarehouseSource(
+        "/p", config=config, connect=warehouse.connect, use_cloud_fetch=True
+    ).latest_version(TABLE)
+    assert [call["use_cloud_fetch"] for call in warehouse.connect_calls] == [False, True]
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("", False), ("use_cloud_fetch: true", True)])
+def test_tables_use_cloud_fetch_reaches_the_warehouse_source(
+    project, monkeypatch: pytest.MonkeyPatch, setting: str, expected: bool
+) -> None:
+    from lakefn.sources.selection import select_source
+
+    monkeypatch.setenv("DATABRICKS_WAREHOUSE_PATH", "/sql/1.0/warehouses/abc")
+    project.config(f"tables: {{source: warehouse, {setting}}}\nfunctions: []\n")
+    source = select_source(project.runtime().project)
+    assert isinstance(source, WarehouseSource) and source.use_cloud_fetch is expected
 
 
 def test_idle_poll_is_one_small_query(source: WarehouseSource, warehouse: FakeWarehouse) -> None:

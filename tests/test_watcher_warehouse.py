@@ -164,3 +164,73 @@ def test_auto_picks_the_warehouse_when_one_is_configured(monkeypatch) -> None:
     monkeypatch.setenv("DATABRICKS_HOST", "https://example.cloud.databricks.com")
     assert choose("auto") == "warehouse"
     assert choose("local") == "local"
+
+
+EARLIEST = """\
+tables: {source: warehouse}
+state: state.db
+functions:
+  - name: orders
+    trigger:
+      type: unity_table
+      check_interval: 0.02
+      start: earliest
+    table_name: main.sales.orders
+"""
+
+VERSIONS = """\
+import json, pathlib
+
+def main(event):
+    with open(pathlib.Path(__file__).parent.parent / "seen.jsonl", "a") as out:
+        out.write(json.dumps({"versions": [c.version for c in event.commits]}) + "\\n")
+"""
+
+
+def table_with(commits: int) -> tuple[FakeWarehouse, FakeTable]:
+    catalog = FakeCatalog()
+    table = catalog.add(PARTS)
+    for _ in range(commits):
+        table.commit("WRITE")
+    return FakeWarehouse(catalog), table
+
+
+def test_a_backlog_longer_than_history_limit_arrives_once_while_commits_keep_landing(
+    project, serve
+) -> None:
+    # 2,500 versions behind, history_limit 1,000, the watcher's batches of 1,000, and a commit
+    # landing between every two queries: no version may be lost to a window that fell short.
+    project.config(EARLIEST)
+    project.function("orders", VERSIONS)
+    warehouse, table = table_with(2_500)
+    warehouse.after_query = lambda _: table.commit() if len(table.history) < 2_700 else None
+    source = WarehouseSource(
+        "/sql/1.0/warehouses/abc",
+        config=FakeSdkConfig(),
+        connect=warehouse.connect,
+        history_limit=1_000,
+    )
+    server = serve(project, table_source=source)
+
+    def status() -> dict:
+        return server.client.get("/lakefn/tables").json()[0]
+
+    wait_for(lambda: status()["last_processed_version"] == 2_699, timeout=60)
+    delivered = [v for record in seen(project) for v in record["versions"]]
+    assert delivered == list(range(2_700))  # every version, once, in order
+    assert status()["gaps"] == [] and status()["last_error"] is None
+
+
+def test_versions_gone_from_the_log_are_still_reported_as_a_gap(project, serve) -> None:
+    project.config(EARLIEST)
+    project.function("orders", VERSIONS)
+    warehouse, table = table_with(50)
+    table.expire_log(before=20)  # delta.logRetentionDuration passed for versions 0..19
+    source = WarehouseSource(
+        "/sql/1.0/warehouses/abc", config=FakeSdkConfig(), connect=warehouse.connect
+    )
+    server = serve(project, table_source=source)
+    wait_for(lambda: server.client.get("/lakefn/tables").json()[0]["last_processed_version"] == 49)
+    status = server.client.get("/lakefn/tables").json()[0]
+    assert status["gaps"] == [{"after": -1, "resumed_at": 20}]
+    assert [v for record in seen(project) for v in record["versions"]] == list(range(20, 50))
