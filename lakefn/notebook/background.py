@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import ServerError
 from .._loopthread import LoopThread
 from .._serve import bind_socket
+from .links import proxy_root_path
 
 if TYPE_CHECKING:
     import socket
@@ -63,6 +64,8 @@ class BackgroundServer:
             access_log=False,
             ws="none",
             timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN),
+            # Behind a notebook proxy, /docs must fetch /openapi.json through it.
+            root_path=proxy_root_path(self.host, self.port),
         )
         self._server = uvicorn.Server(config)
         self._thread = LoopThread(f"lakefn-server-{self.port}").start()

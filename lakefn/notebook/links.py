@@ -12,9 +12,11 @@ where the kernel lives:
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,27 @@ def build_link(
         # Relative to the notebook page's origin, which is the hub's: no host needed.
         return ServerLink(f"{prefix.rstrip('/')}/proxy/{port}/", local, "jupyterhub")
     return ServerLink(local, local, "local")
+
+
+def proxy_root_path(
+    host: str,
+    port: int,
+    *,
+    env: Mapping[str, str] | None = None,
+    user_ns: Mapping[str, Any] | None = None,
+) -> str:
+    """The path prefix a notebook proxy serves this server under ("" when none).
+
+    Both proxies strip it before forwarding, so routes still match; handed to uvicorn as
+    `root_path`, it makes the pages the app renders (FastAPI's /docs fetching /openapi.json)
+    point back through the proxy instead of at the workspace's or hub's root.
+    """
+    if user_ns is None:
+        ipython = sys.modules.get("IPython")  # only if a notebook already imported it
+        shell = ipython.get_ipython() if ipython is not None else None
+        user_ns = getattr(shell, "user_ns", None) or {}
+    link = build_link(host, port, env=env, user_ns=user_ns)
+    return "" if link.kind == "local" else urlsplit(link.url).path.rstrip("/")
 
 
 def databricks_context(user_ns: Mapping[str, Any]) -> DatabricksContext | None:
