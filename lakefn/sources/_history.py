@@ -116,20 +116,24 @@ class HistoryWindow:
 
     def _serve(self, table: TableName, after: int, limit: int | None) -> list[Commit] | None:
         kept = self._kept.get(table)
-        if not kept or not kept[0].version <= after + 1 <= kept[-1].version:
+        if not kept:
             return None
-        start = after + 1 - kept[0].version
+        if after >= kept[-1].version:
+            del self._kept[table]  # all handed over: nothing worth its memory is left
+            return None
+        if after + 1 < kept[0].version:
+            return None
+        # Versions up to `after` were handed over: checkpoints only move forward.
+        kept = self._kept[table] = kept[after + 1 - kept[0].version :]
         if limit is not None:
-            return kept[start : start + limit]
+            return kept[:limit]
         # Everything is wanted: only the newest commit just read can say nothing came after.
         hint = self._newest.get(table)
         if hint is None or hint.commit.version > kept[-1].version:
             return None
-        return kept[start:]
+        return list(kept)
 
-    def _read_back_to(
-        self, table: TableName, after: int, latest: int
-    ) -> list[Mapping[str, Any]]:
+    def _read_back_to(self, table: TableName, after: int, latest: int) -> list[Mapping[str, Any]]:
         """Every history row after `after`, ascending, reading newest-first windows until one
         reaches back to `after + 1` or to the oldest commit the history still holds."""
         count = latest - after

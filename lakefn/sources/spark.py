@@ -36,9 +36,7 @@ class SparkSource(TableSource):
 
     name = "spark"
 
-    def __init__(
-        self, spark: Any, *, history_limit: int = 10_000
-    ) -> None:
+    def __init__(self, spark: Any, *, history_limit: int = 10_000) -> None:
         self.spark = spark
         self.history = HistoryWindow(self.name, self._describe, keep=history_limit)
 

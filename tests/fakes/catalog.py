@@ -137,7 +137,9 @@ class FakeTable:
                 "start.",
             )
         if self.changes is None:
-            raise Failure("DELTA_MISSING_CHANGE_DATA", "KD002", missing_change_data_text(start, end))
+            raise Failure(
+                "DELTA_MISSING_CHANGE_DATA", "KD002", missing_change_data_text(start, end)
+            )
         if start < self.change_files_from:
             raise vacuumed_failure(self.vacuumed_condition, start)
         versions = self.changes.column("_commit_version").to_pylist()

@@ -47,7 +47,9 @@ class _SparkError(Exception):
 
     def getErrorClass(self) -> str:  # noqa: N802 - pyspark's name
         if self.version != "3.5":
-            warnings.warn("Deprecated in 4.0.0, use getCondition instead.", FutureWarning)
+            warnings.warn(
+                "Deprecated in 4.0.0, use getCondition instead.", FutureWarning, stacklevel=2
+            )
         return self._condition
 
     def getSqlState(self) -> str:  # noqa: N802 - pyspark's name
