@@ -387,3 +387,15 @@ def test_delta_missing_change_data_has_deltas_sqlstate() -> None:
     # delta-error-classes.json says KD002; the double used to say 42K03.
     assert KNOWN_ERRORS["DELTA_MISSING_CHANGE_DATA"].sqlstate == "KD002"
     assert missing_change_data_message(0, 1).endswith("SQLSTATE: KD002")
+
+
+def test_a_stale_newest_commit_is_asked_again(kind: str) -> None:
+    # The LIMIT 1 row stands in for a second LIMIT 1 only within the same check; a caller
+    # coming back later (a replay, `lakefn run`) must see the commits that landed meanwhile.
+    db = databricks(kind, 10)
+    now = [100.0]
+    db.source.history.clock = lambda: now[0]
+    assert db.source.latest_version(TABLE) == 9
+    db.table.commit()
+    now[0] += db.source.history.fresh_for + 1
+    assert [c.version for c in db.source.commits_since(TABLE, 8, MAX_BATCH)] == [9, 10]

@@ -136,7 +136,9 @@ class HistoryWindow:
     def _read_back_to(self, table: TableName, after: int, latest: int) -> list[Mapping[str, Any]]:
         """Every history row after `after`, ascending, reading newest-first windows until one
         reaches back to `after + 1` or to the oldest commit the history still holds."""
-        count = latest - after
+        # A big window takes a while to read, and a miss means reading all of it again: ask
+        # for 1% more rows than known versions, room for the commits landing meanwhile.
+        count = latest - after + (latest - after) // 100
         for attempt in range(self.attempts):
             rows = self._describe(table, count)
             if not rows:
