@@ -175,6 +175,8 @@ class TableWatcher:
         self._tasks = [
             asyncio.create_task(self._watch(name), name=f"lakefn-watch-{name}")
             for name in self.states
+            # a run_on: job function is watched by its Databricks Job (`lakefn run` checks it)
+            if self.runtime.registry.config(name).run_on != "job"
         ]
 
     async def stop(self) -> None:
