@@ -57,7 +57,9 @@ def sample_project(root: Path) -> Path:
     with (root / "app.yaml").open("a") as app:
         app.write(JOB_FUNCTIONS)
     for name in ("orders_etl", "nightly_rollup"):
-        (root / "functions" / f"{name}_function.py").write_text("def main(event):\n    return None\n")
+        (root / "functions" / f"{name}_function.py").write_text(
+            "def main(event):\n    return None\n"
+        )
     return root
 
 
@@ -70,7 +72,12 @@ def _bundle(project: Path, *args: str):
     return run_cli("bundle", "--app", str(project), "--name", "sample", *args, env=_env())
 
 
-GOLDEN_FILES = ["databricks.yml", "resources/lakefn.yml", "app/requirements.txt", "jobs/lakefn_run.py"]
+GOLDEN_FILES = [
+    "databricks.yml",
+    "resources/lakefn.yml",
+    "app/requirements.txt",
+    "jobs/lakefn_run.py",
+]
 
 
 def test_sample_bundle_matches_the_golden_files(sample: Path) -> None:
@@ -157,7 +164,9 @@ def test_rebuild_is_byte_identical_and_check_sees_changes(sample: Path) -> None:
     stale = _bundle(sample, "--check")
     assert stale.returncode == 1
     assert "resources/lakefn.yml differs" in stale.stderr and "app/app.yaml differs" in stale.stderr
-    assert (out / "resources" / "lakefn.yml").read_bytes() == before[out / "resources" / "lakefn.yml"]
+    assert (out / "resources" / "lakefn.yml").read_bytes() == before[
+        out / "resources" / "lakefn.yml"
+    ]
 
     (sample / "functions" / "nightly_rollup_function.py").unlink()
     app_yaml.write_text(app_yaml.read_text().split("  - name: nightly_rollup")[0])
@@ -199,7 +208,9 @@ def test_no_wheel_references_the_running_version_and_drops_a_shipped_wheel(sampl
     assert f"lakefn[databricks]=={version()}" in requirements
     doc = yaml.safe_load((out / "resources" / "lakefn.yml").read_text())
     for job in doc["resources"]["jobs"].values():
-        assert job["environments"][0]["spec"]["dependencies"] == [f"lakefn[databricks]=={version()}"]
+        assert job["environments"][0]["spec"]["dependencies"] == [
+            f"lakefn[databricks]=={version()}"
+        ]
 
 
 def test_the_projects_own_requirements_and_extras_are_kept(sample: Path) -> None:
@@ -212,7 +223,9 @@ def test_the_projects_own_requirements_and_extras_are_kept(sample: Path) -> None
     lines = (sample / "bundle" / "app" / "requirements.txt").read_text().splitlines()
     body = [line for line in lines if not line.startswith("#")]
     assert body[0] == f"./{WHEEL}"
-    assert {"ipython>=8", "ipywidgets>=8", "databricks-sdk>=0.30", "psycopg[binary]>=3.1"} <= set(body)
+    assert {"ipython>=8", "ipywidgets>=8", "databricks-sdk>=0.30", "psycopg[binary]>=3.1"} <= set(
+        body
+    )
     assert body[-2:] == ["pandas>=2", "--extra-index-url https://example.com/simple"]
     assert not [line for line in body if line.startswith("lakefn")]
     doc = yaml.safe_load((sample / "bundle" / "resources" / "lakefn.yml").read_text())
@@ -242,7 +255,10 @@ def test_app_resources_follow_app_yaml(tmp_path: Path) -> None:
     app = doc["resources"]["apps"]["lakefn_app"]
     assert app["name"] == "lake"
     assert app["resources"] == [
-        {"name": "my-warehouse", "sql_warehouse": {"id": "${var.warehouse_id}", "permission": "CAN_USE"}},
+        {
+            "name": "my-warehouse",
+            "sql_warehouse": {"id": "${var.warehouse_id}", "permission": "CAN_USE"},
+        },
         {
             "name": "database",
             "database": {
@@ -264,8 +280,10 @@ def test_app_resources_follow_app_yaml(tmp_path: Path) -> None:
 def test_a_schedule_quartz_cannot_say_is_refused_with_its_line(sample: Path) -> None:
     app_yaml = sample / "app.yaml"
     app_yaml.write_text(app_yaml.read_text().replace('"30 2 * * 1-5"', '"0 0 1 * MON"'))
-    line = app_yaml.read_text().splitlines().index(
-        '    trigger: {type: timer, schedule: "0 0 1 * MON", timezone: Europe/Amsterdam}'
+    line = (
+        app_yaml.read_text()
+        .splitlines()
+        .index('    trigger: {type: timer, schedule: "0 0 1 * MON", timezone: Europe/Amsterdam}')
     )
     result = _bundle(sample)
     assert result.returncode == 1

@@ -49,7 +49,9 @@ def test_bundle_installs_and_serves_in_a_fresh_virtualenv(tmp_path: Path) -> Non
     assert where.stdout.startswith(str(venv)), where
 
     lakefn = str(venv / "bin" / "lakefn")
-    validate = subprocess.run([lakefn, "validate"], cwd=app, env=clean, capture_output=True, text=True)
+    validate = subprocess.run(
+        [lakefn, "validate"], cwd=app, env=clean, capture_output=True, text=True
+    )
     assert validate.returncode == 0, validate.stderr
     assert "ok (5 functions: 1 http, 2 timer, 2 unity_table)" in validate.stdout
 
@@ -74,7 +76,9 @@ def test_bundle_installs_and_serves_in_a_fresh_virtualenv(tmp_path: Path) -> Non
     # The jobs' environment: the same requirements (wheel path seen from resources/), so the
     # venv above is a job's environment too; its task script runs there.
     requirements = [
-        line for line in (app / "requirements.txt").read_text().splitlines() if line and line[0] != "#"
+        line
+        for line in (app / "requirements.txt").read_text().splitlines()
+        if line and line[0] != "#"
     ]
     doc = yaml.safe_load((project / "bundle" / "resources" / "lakefn.yml").read_text())
     for job in doc["resources"]["jobs"].values():
@@ -82,8 +86,12 @@ def test_bundle_installs_and_serves_in_a_fresh_virtualenv(tmp_path: Path) -> Non
         assert deps == [f"../app/{wheel_name()}", *requirements[1:]]
         assert requirements[0] == f"./{wheel_name()}"
     task = doc["resources"]["jobs"]["lakefn_nightly_rollup"]["tasks"][0]["spark_python_task"]
-    args = [a.replace("${workspace.file_path}", str(project / "bundle")) for a in task["parameters"]]
-    args = [a.replace("{{job.trigger.time.iso_datetime}}", "2026-03-02T01:30:00.000Z") for a in args]
+    args = [
+        a.replace("${workspace.file_path}", str(project / "bundle")) for a in task["parameters"]
+    ]
+    args = [
+        a.replace("{{job.trigger.time.iso_datetime}}", "2026-03-02T01:30:00.000Z") for a in args
+    ]
     script = (project / "bundle" / "resources" / task["python_file"]).resolve()
     ran = subprocess.run(
         [str(venv / "bin" / "python"), str(script), *args, "--json"],

@@ -43,7 +43,9 @@ class LazyFrame:
 class RecordingReader(DataFrameReader):
     def table(self, name: str) -> Any:
         inner = super().table(name)
-        frame = LazyFrame({"format": self._format, "options": dict(self._options), "table": name}, inner)
+        frame = LazyFrame(
+            {"format": self._format, "options": dict(self._options), "table": name}, inner
+        )
         self._session.frames.append(frame)  # type: ignore[attr-defined]
         return frame
 
@@ -60,7 +62,10 @@ class RecordingSession(SparkSession):
 
 def _catalog(operations: list[str]) -> FakeCatalog:
     versions = list(range(len(operations)))
-    rows = [history_row(v, op, timestamp=START + timedelta(minutes=v)) for v, op in enumerate(operations)]
+    rows = [
+        history_row(v, op, timestamp=START + timedelta(minutes=v))
+        for v, op in enumerate(operations)
+    ]
     changes = pa.table(
         {
             "id": versions,
@@ -121,7 +126,9 @@ def test_changes_df_leaves_out_versions_the_operations_filter_skipped(project) -
 
 def test_changes_df_without_a_spark_source_says_what_it_needs(project) -> None:
     event = TableChangeEvent(function_name="etl", table_name="main.sales.orders")
-    with pytest.raises(ChangeDataFeedUnavailable, match="changes_df\\(\\) needs a Spark table source"):
+    with pytest.raises(
+        ChangeDataFeedUnavailable, match="changes_df\\(\\) needs a Spark table source"
+    ):
         event.changes_df()
     # Through the watcher on local Delta tables: the function's failure carries the message.
     _project(project)

@@ -195,9 +195,9 @@ def test_a_run_waits_for_the_lease_holder_or_says_it_holds_it(proj) -> None:
     finally:
         holder.kill()
     assert holder.returncode == 0 and waiter.returncode == 0
-    versions = json.loads(held_out)["delivered_versions"] + json.loads(waited_out)[
-        "delivered_versions"
-    ]
+    versions = (
+        json.loads(held_out)["delivered_versions"] + json.loads(waited_out)["delivered_versions"]
+    )
     assert sorted(versions) == [0, 1]
     assert _delivered(proj) == [0, 1]
 

@@ -147,7 +147,9 @@ def plan(
     if jobs:
         files[RUNNER] = _RUNNER_CODE.encode()
         _warn_state(project, warnings)
-    resources: dict[str, Any] = {"apps": {"lakefn_app": app_resource(project, bundle_name, warnings)}}
+    resources: dict[str, Any] = {
+        "apps": {"lakefn_app": app_resource(project, bundle_name, warnings)}
+    }
     if jobs:
         resources["jobs"] = jobs
     validate_resources(resources)
@@ -162,7 +164,9 @@ def plan(
 def app_resource(project: Project, bundle_name: str, warnings: list[str]) -> dict[str, Any]:
     """The Databricks App, with the resources app.yaml's `valueFrom` entries name."""
     resources: list[dict[str, Any]] = []
-    warehouse_names = {v.value_from for v in project.config.env if v.value_from and "WAREHOUSE" in v.name}
+    warehouse_names = {
+        v.value_from for v in project.config.env if v.value_from and "WAREHOUSE" in v.name
+    }
     needs_warehouse = any(
         isinstance(f.trigger, TableTrigger) and f.run_on == "app" for f in project.config.functions
     ) and project.config.tables.source in ("auto", "warehouse")
@@ -294,7 +298,9 @@ def validate_resources(resources: dict[str, Any]) -> None:
         from databricks.bundles.jobs import Job
     except ImportError:  # the `bundles` extra is for checking; deploying does not need it
         return
-    checks = [(App, key, value) for key, value in resources.get("apps", {}).items()]
+    checks: list[tuple[Any, str, Any]] = [
+        (App, key, value) for key, value in resources.get("apps", {}).items()
+    ]
     checks += [(Job, key, value) for key, value in resources.get("jobs", {}).items()]
     for model, key, value in checks:
         try:
@@ -330,7 +336,9 @@ def _requirements(
     else:
         pinned = f"lakefn[{','.join(sorted(extras))}]=={version()}"
         lakefn_lines = job_lakefn = [pinned]
-        head = ["# Written by `lakefn bundle`: lakefn from your package index, then the project's own."]
+        head = [
+            "# Written by `lakefn bundle`: lakefn from your package index, then the project's own."
+        ]
     job_deps = list(job_lakefn)
     for line in own:
         if line.startswith("-"):
@@ -402,7 +410,9 @@ def _check_variables(databricks_yml: Path, resources: bytes, warnings: list[str]
     text = databricks_yml.read_text(encoding="utf-8")
     for name in sorted(used):
         if not re.search(rf"^\s+{name}:", text, re.MULTILINE):
-            warnings.append(f"{databricks_yml} declares no variable {name!r}, which the bundle uses")
+            warnings.append(
+                f"{databricks_yml} declares no variable {name!r}, which the bundle uses"
+            )
 
 
 def _warn_state(project: Project, warnings: list[str]) -> None:
@@ -410,7 +420,9 @@ def _warn_state(project: Project, warnings: list[str]) -> None:
     table_jobs = any(
         f.run_on == "job" and isinstance(f.trigger, TableTrigger) for f in project.config.functions
     )
-    if table_jobs and not (state == "lakebase" or state.startswith(("postgresql://", "postgres://"))):
+    if table_jobs and not (
+        state == "lakebase" or state.startswith(("postgresql://", "postgres://"))
+    ):
         warnings.append(
             f"state {state!r} is a file: a job's compute is gone after each run, and its "
             "checkpoints with it. Table functions that run_on: job need a shared state "

@@ -55,7 +55,7 @@ def requires(extras: set[str]) -> list[str]:
         lines = importlib.metadata.requires(DISTRIBUTION) or []
     except importlib.metadata.PackageNotFoundError:
         raise WheelUnavailable("lakefn is not installed as a distribution") from None
-    wanted, seen, out = set(extras), set(), []
+    wanted, seen, out = set(extras), set[str](), list[str]()
     while wanted - seen:
         extra = sorted(wanted - seen)[0]
         seen.add(extra)
@@ -97,7 +97,9 @@ def build_wheel() -> tuple[str, bytes]:
     if entry_points:
         files.append((f"{info}/entry_points.txt", entry_points.encode()))
     files.append((f"{info}/top_level.txt", b"lakefn\n"))
-    wheel = "Wheel-Version: 1.0\nGenerator: lakefn bundle\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    wheel = (
+        "Wheel-Version: 1.0\nGenerator: lakefn bundle\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     files.append((f"{info}/WHEEL", wheel.encode()))
     record = "".join(f"{name},sha256={_digest(data)},{len(data)}\n" for name, data in files)
     files.append((f"{info}/RECORD", (record + f"{info}/RECORD,,\n").encode()))

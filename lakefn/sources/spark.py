@@ -96,7 +96,6 @@ class SparkSource(TableSource):
         first = str(error).splitlines()[0] if str(error) else ""
         return SourceUnavailable(self.name, f"{type(error).__name__}: {first}")
 
-
     def changes_frame(
         self, table: TableName, start: int, end: int, versions: list[int] | None = None
     ) -> Any:
@@ -117,6 +116,7 @@ class SparkSource(TableSource):
             listed = ", ".join(str(int(v)) for v in versions)
             frame = frame.where(f"_commit_version IN ({listed})")
         return frame
+
 
 def _with_utc_time(row: dict[str, Any]) -> dict[str, Any]:
     # pyspark (classic and Connect) hands timestamps back as naive datetimes in the Python
