@@ -195,7 +195,8 @@ def _functions(args: argparse.Namespace) -> int:
         return 0
     width = max([len(r["name"]) for r in rows] + [4])
     for r in rows:
-        print(f"{r['name']:<{width}}  {r['trigger']:<11}  {r['run_on']:<3}  {r['on']}")
+        job = "  (run_on: job)" if r["run_on"] == "job" else ""
+        print(f"{r['name']:<{width}}  {r['trigger']:<11}  {r['on']}{job}")
     return 0
 
 

@@ -315,3 +315,27 @@ def test_the_wheel_is_lakefn_itself_and_reproducible(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     dated = zipfile.ZipFile(io.BytesIO(build_wheel()[1]))
     assert {i.date_time for i in dated.infolist()} == {(2023, 11, 14, 22, 13, 20)}
+
+
+def test_check_on_a_bundle_never_built_writes_nothing_and_fails(sample: Path) -> None:
+    result = _bundle(sample, "--check")
+    assert result.returncode == 1
+    assert "databricks.yml is missing" in result.stderr
+    assert "resources/lakefn.yml is missing" in result.stderr
+    assert not (sample / "bundle").exists()
+
+
+def test_databricks_yml_declares_only_the_variables_used(tmp_path: Path) -> None:
+    project = tmp_path / "ticks"
+    (project / "functions").mkdir(parents=True)
+    (project / "app.yaml").write_text(
+        "functions:\n  - name: tick\n    trigger: {type: timer, schedule: '0 6 * * *'}\n    run_on: job\n"
+    )
+    (project / "functions" / "tick_function.py").write_text("def main(event):\n    pass\n")
+    result = run_cli("bundle", "--app", str(project), env=_env())
+    assert result.returncode == 0, result.stderr
+    text = (project / "bundle" / "databricks.yml").read_text()
+    assert "variables" not in yaml.safe_load(text) and "--var" not in text
+    doc = yaml.safe_load((project / "bundle" / "resources" / "lakefn.yml").read_text())
+    assert "resources" not in doc["resources"]["apps"]["lakefn_app"]
+    assert "warning" not in result.stdout  # a timer job needs no shared state

@@ -155,7 +155,9 @@ def test_lakefn_functions_shows_run_on(proj) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
     text = run_cli("functions", "--app", str(proj.root), env=env)
     assert text.returncode == 0
-    rows = {line.split()[0]: line.split()[2] for line in text.stdout.splitlines()}
-    assert rows == {"job_tick": "job", "app_tick": "app", "job_table": "job", "app_table": "app"}
+    rows = {line.split()[0]: line for line in text.stdout.splitlines()}
+    assert rows["job_tick"].endswith("* * * * * (UTC)  (run_on: job)")
+    assert rows["job_table"].endswith("main.sales.orders every 60 s  (run_on: job)")
+    assert "run_on" not in rows["app_tick"] + rows["app_table"]
     listed = json.loads(run_cli("functions", "--json", "--app", str(proj.root), env=env).stdout)
     assert {r["name"]: r["run_on"] for r in listed}["job_table"] == "job"

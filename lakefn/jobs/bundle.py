@@ -70,6 +70,7 @@ class BundleResult:
     out: Path
     check: bool
     written: list[str] = field(default_factory=list)
+    existed: set[str] = field(default_factory=set)
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -84,7 +85,9 @@ class BundleResult:
             if not self.stale:
                 return [*out, f"{self.out}: up to date"]
             out.append(f"{self.out}: out of date; run `lakefn bundle` to update:")
-            out += [f"  {p} differs" for p in self.written]
+            out += [
+                f"  {p} {'differs' if p in self.existed else 'is missing'}" for p in self.written
+            ]
             out += [f"  {p} would be removed" for p in self.removed]
             return out
         out += [f"wrote {self.out / p}" for p in self.written]
@@ -373,20 +376,21 @@ def _own_requirements(project: Project) -> tuple[list[str], set[str]]:
 
 
 def _databricks_yml(bundle_name: str, resources: bytes) -> bytes:
-    text = resources.decode()
-    variables: dict[str, Any] = {
-        WAREHOUSE_VARIABLE: {"description": "id of the SQL warehouse the App reads tables through"}
-    }
-    if "${var.database_instance}" in text:
-        variables[DATABASE_VARIABLES[0]] = {"description": "Lakebase instance of the App's state"}
-        variables[DATABASE_VARIABLES[1]] = {
+    used = set(re.findall(r"\$\{var\.([A-Za-z0-9_]+)\}", resources.decode()))
+    # Only the variables the resources use: deploying asks a value for each declared one.
+    known: dict[str, dict[str, Any]] = {
+        WAREHOUSE_VARIABLE: {"description": "id of the SQL warehouse the App reads tables through"},
+        DATABASE_VARIABLES[0]: {"description": "Lakebase instance of the App's state"},
+        DATABASE_VARIABLES[1]: {
             "description": "database of the App's state",
             "default": "databricks_postgres",
-        }
-    doc = {
+        },
+    }
+    variables = {name: spec for name, spec in known.items() if name in used}
+    doc: dict[str, Any] = {
         "bundle": {"name": bundle_name},
         "include": ["resources/*.yml"],
-        "variables": variables,
+        **({"variables": variables} if variables else {}),
         "targets": {
             "dev": {"mode": "development", "default": True},
             "prod": {
@@ -398,9 +402,11 @@ def _databricks_yml(bundle_name: str, resources: bytes) -> bytes:
             },
         },
     }
+    needed = " ".join(f"--var {n}=<value>" for n, v in variables.items() if "default" not in v)
     head = (
-        "# Written once by `lakefn bundle`; yours to edit. Deploy: databricks bundle deploy "
-        "--var warehouse_id=<id>\n"
+        "# Written once by `lakefn bundle`; yours to edit. Deploy: databricks bundle deploy"
+        + (f" {needed}" if needed else "")
+        + "\n"
     )
     return (head + _dump(doc)).encode()
 
@@ -443,6 +449,8 @@ def _sync(target: Path, files: dict[str, bytes], result: BundleResult) -> None:
             result.unchanged += 1
             continue
         result.written.append(relative)
+        if path.exists():
+            result.existed.add(relative)
         if not result.check:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
