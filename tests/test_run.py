@@ -301,3 +301,15 @@ def test_run_with_a_checkpoint_already_there_delivers_only_what_is_after(proj) -
     assert report["checkpoint"] == {"before": 0, "after": 2}
     assert report["delivered_versions"] == [1, 2]
     assert Path(proj.root / ".lakefn" / "state.db").exists()
+
+
+def test_a_state_store_that_cannot_open_fails_the_run_plainly(proj) -> None:
+    _commit(proj, 0)
+    proj.config(
+        APP.replace("tables: {source: local}", "tables: {source: local}\nstate: app.yaml/state.db")
+    )
+    result = _run(proj, "etl")
+    assert result.returncode == 1
+    assert "etl: failed: cannot open the checkpoint store" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert _delivered(proj) == []

@@ -16,6 +16,7 @@ takes tens of seconds, so the server's one-second grace would mark every job run
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import LakefnError
 from ..config import HttpTrigger, TableTrigger
 from ..events import TimerEvent
+
+logger = logging.getLogger("lakefn.run")
 
 if TYPE_CHECKING:
     from ..journal import Invocation
@@ -182,11 +185,30 @@ async def _run_table(runtime: Runtime, name: str, lease_wait: float) -> RunRepor
     watcher = runtime.watcher
     state = watcher.states[name]
     report = RunReport(name, "unity_table", table=str(state.table))
-    report.checkpoint_before = await asyncio.to_thread(runtime.checkpoints.load, state.key)
     recorded: list[Invocation] = []
     unsubscribe = runtime.journal.subscribe(
         lambda i: recorded.append(i) if i.function == name else None
     )
+    try:
+        await _deliver_all(runtime, name, report, lease_wait)
+    except Exception as exc:  # noqa: BLE001 - a broken store or source fails the run, said plainly
+        logger.debug("%s: run failed", name, exc_info=True)
+        said = str(exc) if isinstance(exc, LakefnError) else f"{type(exc).__name__}: {exc}"
+        report.outcome, report.error = "failed", said
+    finally:
+        unsubscribe()
+    report.checkpoint_after = runtime.watcher.states[name].last_processed
+    delivered = {i.id for i in report.invocations}
+    # What the watcher journaled besides the calls: history gaps, a recreated table.
+    report.notes = [i for i in recorded if i.id not in delivered]
+    return report
+
+
+async def _deliver_all(runtime: Runtime, name: str, report: RunReport, lease_wait: float) -> None:
+    """The watcher's check, again and again under its lease, until nothing is new."""
+    watcher = runtime.watcher
+    state = watcher.states[name]
+    report.checkpoint_before = await asyncio.to_thread(runtime.checkpoints.load, state.key)
     give_up_at = time.monotonic() + lease_wait
     try:
         while True:
@@ -198,28 +220,22 @@ async def _run_table(runtime: Runtime, name: str, lease_wait: float) -> RunRepor
                     report.error = (
                         f"another run holds the lease on {state.table}; it delivers what is new"
                     )
-                    break
+                    return
                 await asyncio.sleep(LEASE_POLL)
                 continue
             if invocation is not None:
                 report.invocations.append(invocation)
                 if not invocation.ok:
                     report.outcome, report.error = "failed", invocation.error
-                    break
+                    return
                 report.outcome = "delivered"
                 continue
             if state.error_kind is not None:  # the table cannot be read: the job run fails
                 report.outcome, report.error = "failed", state.last_error
-                break
+                return
             if state.last_processed == before:
-                break  # nothing new (commits the operations filter skips move it: look again)
+                return  # nothing new (commits the operations filter skips move it: look again)
     finally:
-        unsubscribe()
         if state.lease_until > 0:
             state.lease_until, state.cached = 0.0, None
             await asyncio.to_thread(runtime.checkpoints.release, state.key, watcher.owner)
-    report.checkpoint_after = state.last_processed
-    delivered = {i.id for i in report.invocations}
-    # What the watcher journaled besides the calls: history gaps, a recreated table.
-    report.notes = [i for i in recorded if i.id not in delivered]
-    return report
