@@ -55,6 +55,17 @@ def test_bundle_installs_and_serves_in_a_fresh_virtualenv(tmp_path: Path) -> Non
     assert validate.returncode == 0, validate.stderr
     assert "ok (5 functions: 1 http, 2 timer, 2 unity_table)" in validate.stdout
 
+    # lakefn installed from the wheel makes the same bundle again, the wheel byte for byte.
+    again = subprocess.run(
+        [lakefn, "bundle", "--app", str(project), "--out", str(tmp_path / "again")],
+        env=clean,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr
+    for name in (wheel_name(), "requirements.txt"):
+        assert (tmp_path / "again" / "app" / name).read_bytes() == (app / name).read_bytes()
+
     port = free_port()
     server = subprocess.Popen(
         [lakefn, "serve", "--port", str(port)],

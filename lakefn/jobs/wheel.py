@@ -14,6 +14,7 @@ import hashlib
 import importlib.metadata
 import io
 import os
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -23,6 +24,8 @@ from .._exceptions import LakefnError
 DISTRIBUTION = "lakefn"
 _SKIP_DIRS = {"__pycache__"}
 _SKIP_SUFFIXES = (".pyc", ".pyo", "~", ".swp", ".orig", ".rej")
+_EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
+_SELF = re.compile(rf"{DISTRIBUTION}\s*\[([^\]]+)\]")
 
 
 class WheelUnavailable(LakefnError):
@@ -48,9 +51,10 @@ def wheel_name() -> str:
 
 def requires(extras: set[str]) -> list[str]:
     """The requirements lakefn's `extras` add, self-references (`lakefn[postgres]`) expanded:
-    what `pip install lakefn[...]` would pull besides the base dependencies."""
-    from packaging.requirements import Requirement
+    what `pip install lakefn[...]` would pull besides the base dependencies.
 
+    lakefn's own metadata only has `extra == "..."` markers, so a regex reads them (no
+    `packaging`, which an installed lakefn does not depend on)."""
     try:
         lines = importlib.metadata.requires(DISTRIBUTION) or []
     except importlib.metadata.PackageNotFoundError:
@@ -60,16 +64,16 @@ def requires(extras: set[str]) -> list[str]:
         extra = sorted(wanted - seen)[0]
         seen.add(extra)
         for line in lines:
-            req = Requirement(line)
-            if req.marker is None or not req.marker.evaluate({"extra": extra}):
+            requirement, _, marker = line.partition(";")
+            match = _EXTRA.fullmatch(marker.strip())
+            if match is None or match.group(1) != extra:
                 continue
-            if req.name == DISTRIBUTION:
-                wanted.update(req.extras)
-                continue
-            req.marker = None
-            text = str(req)
-            if text not in out:
-                out.append(text)
+            requirement = requirement.strip()
+            self_ref = _SELF.fullmatch(requirement)
+            if self_ref:
+                wanted.update(e.strip() for e in self_ref.group(1).split(","))
+            elif requirement not in out:
+                out.append(requirement)
     return out
 
 
