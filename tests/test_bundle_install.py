@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from lakefn.jobs.wheel import wheel_name
@@ -19,6 +20,7 @@ from tests.conftest import free_port, run_cli, wait_http
 from tests.test_bundle import sample_project
 
 
+@pytest.mark.timeout(300)  # one pip install: about a minute, more on a loaded machine
 def test_bundle_installs_and_serves_in_a_fresh_virtualenv(tmp_path: Path) -> None:
     project = sample_project(tmp_path / "sample")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
