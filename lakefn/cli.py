@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     from ._tables_cli import add_tables_parser
 
     add_tables_parser(sub, _app_arg)
+
+    from .jobs.cli import add_job_parsers
+
+    add_job_parsers(sub, _app_arg)  # run, bundle
     return parser
 
 
@@ -183,7 +187,7 @@ def _functions(args: argparse.Namespace) -> int:
 
     project = load_project(args.app, apply_env=False)
     rows = [
-        {"name": fn.name, "trigger": fn.kind, "on": _trigger_summary(fn)}
+        {"name": fn.name, "trigger": fn.kind, "on": _trigger_summary(fn), "run_on": fn.run_on}
         for fn in project.config.functions
     ]
     if args.json:
@@ -191,7 +195,8 @@ def _functions(args: argparse.Namespace) -> int:
         return 0
     width = max([len(r["name"]) for r in rows] + [4])
     for r in rows:
-        print(f"{r['name']:<{width}}  {r['trigger']:<11}  {r['on']}")
+        job = "  (run_on: job)" if r["run_on"] == "job" else ""
+        print(f"{r['name']:<{width}}  {r['trigger']:<11}  {r['on']}{job}")
     return 0
 
 

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ._exceptions import ConfigError, ConfigIssue, TableNameError
 from ._tablename import TableName
@@ -171,6 +179,27 @@ def _check_table_name(value: str | None) -> str | None:
 Trigger = Annotated[HttpTrigger | TimerTrigger | TableTrigger, Field(discriminator="type")]
 
 
+class JobSettings(_Model):
+    """`job:` on a `run_on: job` function: the Databricks Jobs settings lakefn maps (see
+    `lakefn bundle`). Jobs refuses table-update waits under a minute, so this does too."""
+
+    min_time_between_triggers: int | None = None
+    wait_after_last_change: int | None = None
+    max_retries: int = Field(default=0, ge=0, le=100)
+    paused: bool = False
+    tags: dict[str, str] = Field(default_factory=dict)
+    email_on_failure: tuple[str, ...] = ()
+
+    @field_validator("min_time_between_triggers", "wait_after_last_change")
+    @classmethod
+    def _a_minute(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and value < 60:
+            raise ValueError(
+                f"{info.field_name} is {value} s; Databricks Jobs needs at least 60 seconds"
+            )
+        return value
+
+
 class FunctionConfig(_Model):
     name: str
     trigger: Trigger
@@ -178,6 +207,8 @@ class FunctionConfig(_Model):
     retry: RetryPolicy = RetryPolicy()
     timeout: float | None = Field(default=None, gt=0)
     description: str | None = None
+    run_on: Literal["app", "job"] = "app"
+    job: JobSettings | None = None
 
     @field_validator("name")
     @classmethod
@@ -207,6 +238,29 @@ class FunctionConfig(_Model):
         if not name:
             raise ValueError("a unity_table trigger needs table_name")
         return self
+
+    @field_validator("run_on")
+    @classmethod
+    def _run_on(cls, value: str, info: ValidationInfo) -> str:
+        if value == "job" and isinstance(info.data.get("trigger"), HttpTrigger):
+            raise ValueError(
+                "an http function cannot run_on: job (a job has no endpoint to call); "
+                "run_on: job is for timer and unity_table functions"
+            )
+        return value
+
+    @field_validator("job")
+    @classmethod
+    def _job(cls, value: JobSettings | None, info: ValidationInfo) -> JobSettings | None:
+        if value is not None and info.data.get("run_on", "app") != "job":
+            raise ValueError("`job:` settings apply only to a function with run_on: job")
+        waits = value and (value.min_time_between_triggers or value.wait_after_last_change)
+        if waits and not isinstance(info.data.get("trigger"), TableTrigger):
+            raise ValueError(
+                "min_time_between_triggers and wait_after_last_change are for unity_table "
+                "functions (a timer's job runs on its schedule)"
+            )
+        return value
 
     @property
     def table(self) -> TableName | None:

@@ -114,6 +114,8 @@ class TableChangeEvent(Event):
     commits: list[Commit] = field(default_factory=list)
     previous_version: int | None = None
     changes_loader: Callable[[], pyarrow.Table] | None = field(default=None, repr=False)
+    #: makes `changes_df()`'s DataFrame; set by the watcher when its source is Spark
+    frame_loader: Callable[[], Any] | None = field(default=None, repr=False)
 
     trigger = "unity_table"
 
@@ -137,3 +139,20 @@ class TableChangeEvent(Event):
         result = self.changes_loader()
         object.__setattr__(self, "_changes", result)
         return result
+
+    def changes_df(self) -> Any:
+        """The change-data-feed rows of exactly this event's versions as a Spark DataFrame.
+
+        Lazy: nothing is read until an action runs, and then on the cluster, never pulled into
+        the driver, so it suits a MERGE of millions of rows in a Databricks Job. Needs a Spark
+        table source (a Databricks notebook or job, or Databricks Connect); `changes()` is the
+        pyarrow table everywhere else."""
+        if self.frame_loader is None:
+            from ._exceptions import ChangeDataFeedUnavailable
+
+            raise ChangeDataFeedUnavailable(
+                self.table_name,
+                "changes_df() needs a Spark table source (a Databricks notebook or job, or "
+                "Databricks Connect); use changes() for a pyarrow table",
+            )
+        return self.frame_loader()

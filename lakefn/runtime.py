@@ -207,6 +207,7 @@ class Runtime:
                     "trigger": trigger,
                     "retry": fn.retry.model_dump(),
                     "timeout": fn.timeout,
+                    "run_on": fn.run_on,
                     "last_invocation": last[0].to_dict() if last else None,
                 }
             )

@@ -175,6 +175,8 @@ class TableWatcher:
         self._tasks = [
             asyncio.create_task(self._watch(name), name=f"lakefn-watch-{name}")
             for name in self.states
+            # a run_on: job function is watched by its Databricks Job (`lakefn run` checks it)
+            if self.runtime.registry.config(name).run_on != "job"
         ]
 
     async def stop(self) -> None:
@@ -308,6 +310,7 @@ class TableWatcher:
                 commits=list(relevant),
                 previous_version=last if last >= 0 else None,  # None: nothing before
                 changes_loader=load_changes,
+                frame_loader=_frame_loader(source, table, [c.version for c in relevant], skipped),
             )
 
         heartbeat = asyncio.create_task(self._keep_lease(state))
@@ -515,3 +518,14 @@ def _only_versions(rows: pyarrow.Table, versions: list[int]) -> pyarrow.Table:
     import pyarrow.compute as pc
 
     return rows.filter(pc.is_in(rows.column("_commit_version"), pa.array(versions, pa.int64())))
+
+
+def _frame_loader(
+    source: Any, table: TableName, versions: list[int], skipped: bool
+) -> Callable[[], Any] | None:
+    """`event.changes_df()`'s maker, when the source can make DataFrames (Spark)."""
+    make = getattr(source, "changes_frame", None)
+    if make is None:
+        return None
+    only = versions if skipped else None
+    return lambda: make(table, versions[0], versions[-1], only)

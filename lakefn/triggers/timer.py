@@ -45,7 +45,9 @@ class TimerRunner:
         self._scheduled: dict[str, datetime] = {}
 
     def names(self) -> list[str]:
-        return self.runtime.functions_of(TimerTrigger)
+        # A run_on: job function is scheduled by its Databricks Job (`lakefn run`), not here.
+        job = {f.name for f in self.runtime.config.functions if f.run_on == "job"}
+        return [n for n in self.runtime.functions_of(TimerTrigger) if n not in job]
 
     async def start(self) -> None:
         names = self.names()
