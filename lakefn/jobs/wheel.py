@@ -86,7 +86,9 @@ def build_wheel() -> tuple[str, bytes]:
         dist = importlib.metadata.distribution(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         raise WheelUnavailable("lakefn is not installed as a distribution") from None
-    metadata = dist.read_text("METADATA")
+    # An editable install seen from its source tree resolves to the egg-info setuptools left
+    # there, whose PKG-INFO is the same core metadata under another name.
+    metadata = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
     if not metadata:
         raise WheelUnavailable("the installed distribution has no METADATA")
     ver = version()

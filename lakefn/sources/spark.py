@@ -117,7 +117,7 @@ class SparkSource(TableSource):
                 .table(table.sql)
             )
         except Exception as error:  # classic Spark analyses eagerly: a missing table is here
-            raise self._translate(table, error) from error
+            raise self._translate(table, error, "changes") from error
         if versions is not None:
             # ints lakefn computed, never user text
             listed = ", ".join(str(int(v)) for v in versions)
