@@ -185,8 +185,8 @@ class SQLiteCheckpointStore(CheckpointStore):
         db.execute("COMMIT")
         self._carried = None
         logger.error(
-            "checkpoint store %s was %s while in use: opened it anew and wrote back the %d "
-            "checkpoint(s) this process had, so nothing is delivered again",
+            "checkpoint store %s was %s while in use: opened it anew and wrote the %d "
+            "checkpoint(s) the old file held into it, so nothing is delivered again",
             self.path,
             carried.how,
             len(carried.checkpoints),
