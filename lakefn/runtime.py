@@ -55,15 +55,16 @@ class Runtime:
         times table leases; both default to the real ones and exist so tests can drive them."""
         self.project = project
         self.config = project.config
-        self.registry = registry or load_functions(project)
-        self.journal = journal or Journal()
+        self.registry = registry if registry is not None else load_functions(project)
+        # `is not None`: a journal is falsy while empty, and an empty one handed in must be used.
+        self.journal = journal if journal is not None else Journal()
         self._sleep = sleep
         self._wall_clock = wall_clock
         if sleep is None:
             self.invoker = Invoker(self.registry, self.journal)
         else:
             self.invoker = Invoker(self.registry, self.journal, sleep=sleep)
-        self.clock = clock or SystemClock()
+        self.clock = clock if clock is not None else SystemClock()
         self._table_source = table_source
         self._checkpoints = checkpoints
         #: why the checkpoint store could not be opened, while that lasts

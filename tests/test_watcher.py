@@ -26,6 +26,7 @@ from deltalake import DeltaTable
 from lakefn._exceptions import ConfigError
 from lakefn._tablename import TableName
 from lakefn.checkpoints.sqlite import SQLiteCheckpointStore
+from lakefn.journal import Invocation, Journal
 from lakefn.runtime import Runtime
 from lakefn.sources.local import LocalDeltaSource, append, create_table, path_for
 from tests.conftest import ProjectDir
@@ -808,3 +809,32 @@ async def test_an_idle_check_does_not_read_the_tables_identity(
     append(catalog, TABLE, rows(2))
     await rt.watcher.check("watch")
     assert source.identity_reads == reads + 1  # news: one look, to tell a recreated table
+
+
+class JournalOnAFullDisk(Journal):
+    """The real journal, failing every write as a durable one would on a full disk."""
+
+    def record(self, invocation: Invocation) -> None:
+        raise OSError(28, "No space left on device")
+
+
+async def test_an_unexpected_error_on_every_check_is_logged_once_not_once_per_check(
+    project: ProjectDir,
+    catalog: Path,
+    runtime: Callable[..., Runtime],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="lakefn")
+    recording(project, table_function())
+    create_table(catalog, TABLE, rows(1))
+    pace = Pace(stop_after=5)
+    rt = runtime(journal=JournalOnAFullDisk(), sleep=pace)
+    await rt.start()
+    try:
+        await asyncio.wait_for(pace.done.wait(), 60)
+    finally:
+        await rt.stop()
+    assert len(deliveries(project)) == 5  # version 0 is never recorded: tried on each check
+    said = [r for r in caplog.records if r.name == "lakefn.tables"]
+    assert [r.levelname for r in said] == ["ERROR"]  # no "readable again" in between
+    assert "No space left on device" in said[0].getMessage()

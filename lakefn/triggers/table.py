@@ -87,8 +87,10 @@ class _StoreFailed(Exception):
         super().__init__(f"the checkpoint store failed: {text}")
 
 
-#: error kinds a source read clears; a store error clears only when the store works again
+#: error kinds cleared otherwise than by a successful read of the table: a store error when the
+#: store works again, an unexpected one when a whole check goes through
 _STORE = "store"
+_INTERNAL = "internal"
 
 
 def owner_id() -> str:
@@ -250,13 +252,23 @@ class TableWatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one table's trouble never stops the others
-                self._note_error(state, "internal", f"{type(exc).__name__}: {exc}", exc)
+                self._note_error(state, _INTERNAL, f"{type(exc).__name__}: {exc}", exc)
             await self._sleep(next_check_in(state.check_interval, state.consecutive_failures))
 
     # -- one check -------------------------------------------------------------------------
 
     async def check(self, name: str) -> Invocation | None:
         """Look once for new versions of the function's table; deliver them if there are."""
+        invocation = await self._check(name)
+        state = self.states[name]
+        if state.error_kind == _INTERNAL:
+            # Cleared only by a whole check that raised nothing: an error that recurs further
+            # on in each check is logged once, not once per check.
+            logger.info("%s: checks of %s work again", state.function, state.table)
+            state.error_kind = state.last_error = None
+        return invocation
+
+    async def _check(self, name: str) -> Invocation | None:
         state = self.states[name]
         state.last_check = datetime.now(timezone.utc)
         source = self.runtime.table_source
@@ -462,7 +474,7 @@ class TableWatcher:
         self._note_error(state, _STORE, message)
 
     def _recovered(self, state: WatchState) -> None:
-        if state.error_kind is not None and state.error_kind != _STORE:
+        if state.error_kind is not None and state.error_kind not in (_STORE, _INTERNAL):
             logger.info("%s: %s is readable again", state.function, state.table)
             state.error_kind = None
             state.last_error = None
