@@ -52,6 +52,15 @@ class TableSource(ABC):
         """Change-data-feed rows for versions start..end inclusive, with `_change_type`,
         `_commit_version` and `_commit_timestamp`. Raises ChangeDataFeedUnavailable."""
 
+    def table_id(self, table: TableName) -> str | None:
+        """The table's identity, which a drop and create gives anew (the Delta metadata id).
+
+        None means the source cannot tell; the watcher then notices a recreated table only when
+        its versions go back. Called when there is news, never on an idle check, so it may cost
+        a read.
+        """
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional: most sources hold nothing to release
         """Release connections and handles. Called once when the runtime stops."""
 
@@ -71,6 +80,16 @@ class CheckpointStore(ABC):
     @abstractmethod
     def save(self, key: str, version: int, *, expected: int | None) -> None:
         """Set the key to `version` if it currently holds `expected`, else CheckpointConflict."""
+
+    @abstractmethod
+    def load_table_id(self, key: str) -> str | None:
+        """The identity of the table (`TableSource.table_id`) whose versions the key's
+        checkpoint counts, or None if none was saved."""
+
+    @abstractmethod
+    def save_table_id(self, key: str, table_id: str) -> None:
+        """Record the identity of the table the key's checkpoint counts versions of (an upsert,
+        durable like `save`: a recreated table is detected across restarts)."""
 
     @abstractmethod
     def acquire(

@@ -8,10 +8,11 @@ they are chosen from app.yaml when first needed, so importing and loading stay l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,15 +48,27 @@ class Runtime:
         checkpoints: CheckpointStore | None = None,
         clock: Clock | None = None,
         timer_trigger_factory: Callable[[TimerTrigger], Any] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+        wall_clock: Callable[[], float] | None = None,
     ) -> None:
+        """`sleep` paces retries and table checks, `wall_clock` (seconds since the epoch)
+        times table leases; both default to the real ones and exist so tests can drive them."""
         self.project = project
         self.config = project.config
-        self.registry = registry or load_functions(project)
-        self.journal = journal or Journal()
-        self.invoker = Invoker(self.registry, self.journal)
-        self.clock = clock or SystemClock()
+        self.registry = registry if registry is not None else load_functions(project)
+        # `is not None`: a journal is falsy while empty, and an empty one handed in must be used.
+        self.journal = journal if journal is not None else Journal()
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        if sleep is None:
+            self.invoker = Invoker(self.registry, self.journal)
+        else:
+            self.invoker = Invoker(self.registry, self.journal, sleep=sleep)
+        self.clock = clock if clock is not None else SystemClock()
         self._table_source = table_source
         self._checkpoints = checkpoints
+        #: why the checkpoint store could not be opened, while that lasts
+        self._store_problem: str | None = None
         self._lock = threading.Lock()
         self.timers = TimerRunner(self, trigger_factory=timer_trigger_factory)
         self._watcher: TableWatcher | None = None
@@ -86,7 +99,12 @@ class Runtime:
             if self._checkpoints is None:
                 from .checkpoints.sqlite import SQLiteCheckpointStore
 
-                self._checkpoints = SQLiteCheckpointStore(self.project.state_path)
+                try:
+                    self._checkpoints = SQLiteCheckpointStore(self.project.state_path)
+                except LakefnError as exc:
+                    self._store_problem = str(exc)
+                    raise
+                self._store_problem = None
             return self._checkpoints
 
     @property
@@ -94,8 +112,17 @@ class Runtime:
         if self._watcher is None:
             from .triggers.table import TableWatcher
 
-            self._watcher = TableWatcher(self)
+            self._watcher = TableWatcher(self, clock=self._wall_clock, sleep=self._sleep)
         return self._watcher
+
+    def health(self) -> list[str]:
+        """What keeps triggers from running (for /healthz); empty when all is well."""
+        if not self.functions_of(TableTrigger):
+            return []
+        if self._store_problem is not None:
+            # The watcher's failures are this one, seen from each table: said once here.
+            return [f"table triggers cannot open their checkpoint store: {self._store_problem}"]
+        return self._watcher.problems() if self._watcher is not None else []
 
     def functions_of(self, kind: type) -> list[str]:
         return [f.name for f in self.config.functions if isinstance(f.trigger, kind)]
@@ -111,6 +138,9 @@ class Runtime:
         self._watchdog.start()
         await self.timers.start()
         if self.functions_of(TableTrigger):
+            # Opened now, so /healthz tells of an unusable state file from the first request.
+            with contextlib.suppress(LakefnError):
+                await asyncio.to_thread(lambda: self.checkpoints)
             await self.watcher.start()
         self.started = True
         logger.info(

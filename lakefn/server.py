@@ -51,8 +51,14 @@ def create_app(
 
 def _mount_admin(app: FastAPI, runtime: Runtime) -> None:
     @app.get("/healthz", tags=["lakefn"])
-    async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "functions": len(runtime.registry.names)}
+    async def healthz() -> JSONResponse:
+        # 503 when table triggers cannot run (their state store is unusable): a load balancer
+        # or the Databricks Apps health check sees it, and the body says why.
+        problems = runtime.health()
+        if problems:
+            body = {"status": "degraded", "problems": problems}
+            return JSONResponse({**body, "functions": len(runtime.registry.names)}, 503)
+        return JSONResponse({"status": "ok", "functions": len(runtime.registry.names)})
 
     @app.get("/lakefn/functions", tags=["lakefn"])
     async def functions() -> list[dict[str, Any]]:

@@ -143,3 +143,31 @@ def test_no_rows_recorded_means_no_change_feed() -> None:
     source.append_commit(TABLE, "OPTIMIZE")
     with pytest.raises(ChangeDataFeedUnavailable, match="10..13"):
         source.changes(TABLE, 10, 13)
+
+
+def test_a_table_is_known_by_its_version_0_commit() -> None:
+    created = datetime(2024, 5, 1, 10, 40, tzinfo=timezone.utc)
+    first = [{"version": 0, "timestamp": created, "operation": "CREATE TABLE"}]
+    source = RecordedSource({"main.sales.orders": first})
+    identity = source.table_id(TABLE)
+    assert identity is not None
+    # More history, appended or re-exported, is the same table.
+    source.append_commit(TABLE, "WRITE")
+    assert source.table_id(TABLE) == identity
+    source.load_rows(TABLE, [*first, {"version": 1, "timestamp": created, "operation": "WRITE"}])
+    assert source.table_id(TABLE) == identity
+    # Dropped and created again: a new version 0, so another table, even at a later version.
+    recreated = datetime(2024, 6, 1, tzinfo=timezone.utc)
+    source.load_rows(
+        TABLE,
+        [{"version": v, "timestamp": recreated, "operation": "WRITE"} for v in range(5)],
+    )
+    assert source.table_id(TABLE) not in (None, identity)
+
+
+def test_without_its_version_0_commit_a_table_has_no_known_identity() -> None:
+    # The UI export starts at version 10 (log retention): nothing tells one table from another.
+    source = RecordedSource.from_file(DATA / "orders_history.csv", table=TABLE)
+    assert source.table_id(TABLE) is None
+    with pytest.raises(TableNotFound):
+        source.table_id(TableName.parse("main.sales.other"))

@@ -3,6 +3,8 @@ SQLite state file and real local Delta tables, stopped, killed and run side by s
 
 The table function appends every version it is handed to a file and fsyncs it before returning,
 so the file is the ground truth of what was delivered, whatever happens to the process after.
+Nothing here is timed: a test waits for what it expects (a line in a file, a check seen in
+/lakefn/tables), and "nothing more happened" means "nothing more after two further checks".
 """
 
 from __future__ import annotations
@@ -123,7 +125,8 @@ def versions(proj: ProjectDir) -> list[int]:
     return [version for version, _ in delivered(proj)]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll until `predicate` holds; the timeout only keeps a broken build from hanging."""
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
         if time.monotonic() > deadline:
@@ -137,6 +140,14 @@ def ready(server: Server) -> None:
     wait_for(lambda: server.tables()["last_processed_version"] is not None)
 
 
+def settled(server: Server) -> None:
+    """Wait until `server` has started two more checks, so one whole check ran after the
+    moment of calling: whatever it was going to deliver by then, it has."""
+    for _ in range(2):
+        seen = server.tables()["last_check"]
+        wait_for(lambda seen=seen: server.tables()["last_check"] != seen)
+
+
 def test_stopped_and_restarted_nothing_lost_nothing_replayed(
     proj: ProjectDir, servers: Callable[[], Server]
 ) -> None:
@@ -144,13 +155,14 @@ def test_stopped_and_restarted_nothing_lost_nothing_replayed(
     ready(first)
     commit(proj, 3)
     wait_for(lambda: versions(proj) == [1, 2, 3])
+    wait_for(lambda: first.tables()["last_processed_version"] == 3)
     first.stop(signal.SIGTERM)
     commit(proj, 2)  # while nobody watches
     second = servers()
     wait_for(lambda: versions(proj)[-1:] == [5])
     commit(proj)
     wait_for(lambda: versions(proj)[-1:] == [6])
-    time.sleep(0.3)
+    settled(second)
     assert versions(proj) == [1, 2, 3, 4, 5, 6]
     assert {pid for _, pid in delivered(proj)} == {first.pid, second.pid}
 
@@ -162,15 +174,21 @@ def test_killed_while_idle_and_restarted_nothing_lost_nothing_replayed(
     ready(first)
     commit(proj, 2)
     wait_for(lambda: versions(proj) == [1, 2])
+    # Idle means recorded too: killed between the call and its save, 2 would rightly come again.
+    wait_for(lambda: first.tables()["last_processed_version"] == 2)
     first.stop(signal.SIGKILL)  # no shutdown: the lease is left behind, held by a dead pid
+    # Left alone, that lease would run out in 10 s. Pushed an hour away, a delivery can only
+    # mean the new server saw its holder is a dead process of this host and took over.
+    db = sqlite3.connect(proj.root / "state.db", isolation_level=None)
+    try:
+        moved = db.execute("UPDATE leases SET expires_at = ?", (time.time() + 3600,)).rowcount
+    finally:
+        db.close()
+    assert moved == 1
     commit(proj, 2)
-    restarted = time.monotonic()
-    servers()
+    second = servers()
     wait_for(lambda: versions(proj)[-1:] == [4])
-    # The new server sees the lease's holder is a dead process of this host and takes over
-    # at once, well before the 10 s lease would run out.
-    assert time.monotonic() - restarted < 8
-    time.sleep(0.3)
+    settled(second)
     assert versions(proj) == [1, 2, 3, 4]
 
 
@@ -180,15 +198,21 @@ def test_killed_during_a_function_that_range_is_delivered_again(
     first = servers()
     ready(first)
     (proj.root / "slow").touch()
-    commit(proj, 2)
+    # Frozen while both commits land, the server sees them together: one call, versions 1..2.
+    freeze_outside_a_transaction(first, proj.root / "state.db")
+    try:
+        commit(proj, 2)
+    finally:
+        first.process.send_signal(signal.SIGCONT)
     started = proj.root / "started.log"
-    wait_for(lambda: started.exists() and started.read_text())
+    # The function's own word that it is running, with the range this test is about.
+    wait_for(lambda: started.exists() and started.read_text() == f"1..2 {first.pid}\n")
     first.stop(signal.SIGKILL)  # the function is still running: versions 1..2 never finished
     (proj.root / "slow").unlink()
     assert versions(proj) == []
     second = servers()
     wait_for(lambda: versions(proj) == [1, 2])
-    time.sleep(0.3)
+    settled(second)
     starts = started.read_text().splitlines()
     assert starts == [f"1..2 {first.pid}", f"1..2 {second.pid}"]
     assert versions(proj) == [1, 2]
@@ -211,8 +235,8 @@ def test_two_servers_on_one_state_file_never_deliver_a_version_twice(
     for _ in range(8):
         commit(proj)
         time.sleep(0.02)
-    wait_for(lambda: versions(proj)[-1:] == [20], timeout=20)
-    time.sleep(0.3)
+    wait_for(lambda: versions(proj)[-1:] == [20])
+    settled(other)
     counts = Counter(versions(proj))
     assert sorted(counts) == list(range(1, 21)) and set(counts.values()) == {1}
     assert {pid for version, pid in delivered(proj) if version > 12} == {other.pid}
@@ -248,12 +272,13 @@ def test_a_stalled_holder_gives_way_and_does_not_deliver_again_when_it_wakes(
     freeze_outside_a_transaction(one, proj.root / "state.db")  # its lease runs out: two takes over
     try:
         commit(proj, 2)
-        wait_for(lambda: versions(proj) == [1, 2, 3, 4], timeout=30)
+        wait_for(lambda: versions(proj) == [1, 2, 3, 4])
     finally:
         one.process.send_signal(signal.SIGCONT)
     # Woken, the first process must see the lease is gone rather than trust what it remembers.
     commit(proj, 2)
     wait_for(lambda: versions(proj)[-1:] == [6])
-    time.sleep(0.5)
+    settled(one)  # awake and checking: it has had its chance to deliver again
+    settled(two)
     assert versions(proj) == [1, 2, 3, 4, 5, 6]
     assert {pid for version, pid in delivered(proj) if version > 2} == {two.pid}

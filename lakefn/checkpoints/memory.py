@@ -20,6 +20,7 @@ class MemoryCheckpointStore(CheckpointStore):
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._versions: dict[str, int] = {}
+        self._table_ids: dict[str, str] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
 
@@ -33,6 +34,14 @@ class MemoryCheckpointStore(CheckpointStore):
             if found != expected:
                 raise CheckpointConflict(key, expected, found)
             self._versions[key] = version
+
+    def load_table_id(self, key: str) -> str | None:
+        with self._lock:
+            return self._table_ids.get(key)
+
+    def save_table_id(self, key: str, table_id: str) -> None:
+        with self._lock:
+            self._table_ids[key] = table_id
 
     def acquire(
         self, key: str, owner: str, ttl: float, *, take_over: Callable[[str], bool] | None = None

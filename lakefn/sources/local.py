@@ -92,6 +92,20 @@ def _read_commit_info(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _metadata_id(path: Path) -> str | None:
+    """The table id in the `metaData` action of one commit file; None if the file is gone or
+    holds none. Version 0 always has one (the table's creation), near its top."""
+    try:
+        with path.open("rb") as handle:
+            for line in handle:
+                if line.lstrip().startswith(b'{"metaData"'):
+                    found = json.loads(line)["metaData"].get("id")
+                    return str(found) if found else None
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+    return None
+
+
 def history_row(version: int, info: dict[str, Any], mtime: float) -> dict[str, Any]:
     """A Delta `commitInfo` as the DESCRIBE HISTORY row Databricks would show for it."""
     # inCommitTimestamp is the commit time when the table has that feature; Databricks
@@ -124,6 +138,7 @@ class _TableState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     version: int | None = None
     handle: DeltaTable | None = None
+    table_id: str | None = None
 
 
 class LocalDeltaSource(TableSource):
@@ -178,6 +193,24 @@ class LocalDeltaSource(TableSource):
             except DeltaError as exc:
                 raise ChangeDataFeedUnavailable(str(table), str(exc).splitlines()[0]) from exc
         return normalize_changes(result)
+
+    def table_id(self, table: TableName) -> str | None:
+        """The Delta metadata id: read from the version-0 commit (one short read), or from
+        the whole log when retention removed that commit."""
+        state = self._state(table)
+        with state.lock:
+            path = self.path(table)
+            found = _metadata_id(_commit_file(path / _LOG, 0))
+            if found is None:
+                try:
+                    found = str(DeltaTable(str(path)).metadata().id)
+                except DeltaError as exc:
+                    raise TableNotFound(str(table), f"local catalog {self.root}") from exc
+            if state.table_id is not None and state.table_id != found:
+                # Another table under the same name: the kept handle belongs to the old one.
+                state.handle = None
+            state.table_id = found
+            return found
 
     def close(self) -> None:
         with self._tables_lock:

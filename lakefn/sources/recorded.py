@@ -36,6 +36,15 @@ class _History:
     def latest(self) -> int | None:
         return self.commits[-1].version if self.commits else self.created_version
 
+    @property
+    def table_id(self) -> str | None:
+        """The table's identity, from its version-0 commit (a table created again has a new
+        one); None when that commit is not in the recorded history."""
+        if not self.commits or self.commits[0].version != 0:
+            return None
+        first = self.commits[0]
+        return f"recorded:{first.timestamp.isoformat()}:{first.operation}"
+
     def add(self, commit: Commit) -> None:
         latest = self.latest
         if latest is not None and commit.version <= latest:
@@ -127,6 +136,10 @@ class RecordedSource(TableSource):
         if latest is None:
             raise TableNotFound(str(table), "the recorded history (it has no versions)")
         return latest
+
+    def table_id(self, table: TableName) -> str | None:
+        with self._lock:
+            return self._history(table).table_id
 
     def commits_since(self, table: TableName, after: int, limit: int | None = None) -> list[Commit]:
         with self._lock:

@@ -11,6 +11,16 @@ lease is held without a break, nobody else can move the checkpoint, so the holde
 the lease's expiry) in memory: a check that finds nothing new touches the store only when the
 lease is due for renewal, which keeps a thousand watched tables cheap.
 
+A table dropped and created again under the same name is a new table: its history is new data,
+handed over from version 0. It is recognised by its identity (`TableSource.table_id`, the Delta
+metadata id), saved with the checkpoint, or, where a source cannot tell, by its versions going
+back. The identity is read only when the checkpoint is (re)loaded and when there is news, so an
+idle check stays as cheap as the source's version probe.
+
+A checkpoint store that fails (unwritable, deleted, corrupt) fails the delivery it was to record:
+the range is handed over again later, with the same doubling backoff as a failing function, and
+the error is logged once per change of state and shown in /lakefn/tables and /healthz.
+
 History gaps (versions removed by log retention before they were handed over) are reported
 plainly — logged as an error, shown in /lakefn/tables and the journal — and delivery resumes at
 the oldest version still available. Nothing can bring the lost commits back; stopping forever
@@ -44,7 +54,7 @@ from ..events import Commit, TableChangeEvent
 from ..journal import Invocation
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     import pyarrow
 
@@ -67,6 +77,20 @@ def next_check_in(interval: float, failures: int) -> float:
     if not failures:
         return interval
     return min(max(interval, FAILURE_BACKOFF_CAP), interval * 2 ** min(failures, 20))
+
+
+class _StoreFailed(Exception):
+    """A checkpoint store call failed for a reason other than a compare-and-set conflict."""
+
+    def __init__(self, exc: BaseException) -> None:
+        text = str(exc) if isinstance(exc, LakefnError) else f"{type(exc).__name__}: {exc}"
+        super().__init__(f"the checkpoint store failed: {text}")
+
+
+#: error kinds cleared otherwise than by a successful read of the table: a store error when the
+#: store works again, an unexpected one when a whole check goes through
+_STORE = "store"
+_INTERNAL = "internal"
 
 
 def owner_id() -> str:
@@ -109,10 +133,17 @@ class WatchState:
     error_kind: str | None = None
     consecutive_failures: int = 0
     gaps: list[dict[str, int]] = field(default_factory=list)
+    recreated: list[dict[str, Any]] = field(default_factory=list)
+    #: the store's failure while it lasts (for /healthz), without the range it failed to record
+    store_error: str | None = None
     #: wall-clock time until which this process surely holds the lease (0: not held)
     lease_until: float = 0.0
     #: the checkpoint as of the last load or save, valid only while the lease is held
     cached: int | None = None
+    #: the identity of the table the checkpoint counts versions of (None: not known)
+    table_id: str | None = None
+    #: the checkpoint was (re)loaded: compare the table's identity on this check
+    identity_due: bool = True
 
     @property
     def lease_ttl(self) -> float:
@@ -149,12 +180,27 @@ class WatchState:
             "last_error": self.last_error,
             "consecutive_failures": self.consecutive_failures,
             "gaps": self.gaps,
+            "recreated": self.recreated,
         }
 
 
 class TableWatcher:
-    def __init__(self, runtime: Runtime) -> None:
+    """The unity_table triggers of one runtime.
+
+    `clock` gives wall-clock seconds for leases (compared with the store's, so real time by
+    default); `sleep` waits between checks. Tests hand in controllable ones.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+    ) -> None:
         self.runtime = runtime
+        self._clock = clock or time.time
+        self._sleep = sleep or asyncio.sleep
         self.owner = owner_id()
         self.states: dict[str, WatchState] = {}
         for fn in runtime.config.functions:
@@ -208,13 +254,23 @@ class TableWatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one table's trouble never stops the others
-                self._note_error(state, "internal", f"{type(exc).__name__}: {exc}", exc)
-            await asyncio.sleep(next_check_in(state.check_interval, state.consecutive_failures))
+                self._note_error(state, _INTERNAL, f"{type(exc).__name__}: {exc}", exc)
+            await self._sleep(next_check_in(state.check_interval, state.consecutive_failures))
 
     # -- one check -------------------------------------------------------------------------
 
     async def check(self, name: str) -> Invocation | None:
         """Look once for new versions of the function's table; deliver them if there are."""
+        invocation = await self._check(name)
+        state = self.states[name]
+        if state.error_kind == _INTERNAL:
+            # Cleared only by a whole check that raised nothing: an error that recurs further
+            # on in each check is logged once, not once per check.
+            logger.info("%s: checks of %s work again", state.function, state.table)
+            state.error_kind = state.last_error = None
+        return invocation
+
+    async def _check(self, name: str) -> Invocation | None:
         state = self.states[name]
         state.last_check = datetime.now(timezone.utc)
         source = self.runtime.table_source
@@ -223,7 +279,9 @@ class TableWatcher:
                 return None  # another process delivers this table's versions
             last = state.cached
             if last is None:
-                last = state.cached = await self._io(self.runtime.checkpoints.load, state.key)
+                last = state.cached = await self._store(state, "load", state.key)
+                state.table_id = await self._store(state, "load_table_id", state.key)
+                state.identity_due = True
             if last is None:
                 last = await self._first_checkpoint(state)
                 if last is None:
@@ -231,15 +289,19 @@ class TableWatcher:
             state.last_processed = last
             latest = await self._io(source.latest_version, state.table)
             state.latest_seen = latest
-            if latest < last:
-                last = await self._restart_history(state, last, latest)
+            if latest != last or state.identity_due:
+                last = await self._same_table(state, last, latest)
             if latest <= last:
                 state.pending_since = None
+                state.consecutive_failures = 0  # nothing is owed, so nothing is failing
                 self._recovered(state)
                 return None
             commits = await self._io(source.commits_since, state.table, last, MAX_BATCH)
         except (TableNotFound, SourceUnavailable, HistoryGap) as exc:
             self._note_error(state, type(exc).__name__, str(exc))
+            return None
+        except _StoreFailed as exc:
+            self._store_failed(state, str(exc), str(exc))
             return None
         self._recovered(state)
         if not commits:
@@ -247,19 +309,25 @@ class TableWatcher:
         state.pending_since = commits[0].timestamp
         if commits[0].version > last + 1:
             self._report_gap(state, last, commits[0].version)
-        return await self._deliver(state, last, commits)
+        try:
+            return await self._deliver(state, last, commits)
+        except _StoreFailed as exc:  # moving past commits the operations filter leaves out
+            self._store_failed(state, str(exc), str(exc))
+            return None
 
     async def _hold_lease(self, state: WatchState) -> bool:
         """True while this process holds the (function, table) lease; renews it when due."""
         ttl = state.lease_ttl
-        if state.lease_until - time.time() > ttl / 2:
+        if state.lease_until - self._clock() > ttl / 2:
             return True
-        asked_at = time.time()
-        acquire = self.runtime.checkpoints.acquire
-        if not await self._io(acquire, state.key, self.owner, ttl, take_over=holder_is_dead):
+        asked_at = self._clock()
+        acquired = await self._store(
+            state, "acquire", state.key, self.owner, ttl, take_over=holder_is_dead
+        )
+        if not acquired:
             state.lease_until, state.cached = 0.0, None
             return False
-        if state.lease_until <= time.time():
+        if state.lease_until <= self._clock():
             # The lease lapsed (or was never ours): someone may have moved the checkpoint.
             state.cached = None
         # The store computed its expiry after `asked_at`, so this is never later than the truth.
@@ -272,14 +340,17 @@ class TableWatcher:
         trigger = self.runtime.registry.config(state.function).trigger
         assert isinstance(trigger, TableTrigger)
         source = self.runtime.table_source
+        current = await self._io(source.table_id, state.table)
         if trigger.start == "latest":
             latest = await self._io(source.latest_version, state.table)
             state.latest_seen = latest
             await self._save(state, latest, None)
+            await self._remember_table_id(state, current)
             logger.info("%s: watching %s from version %d", state.function, state.table, latest)
             return None
         start = 0 if trigger.start == "earliest" else int(trigger.start)
         await self._save(state, start - 1, None)
+        await self._remember_table_id(state, current)
         return start - 1
 
     async def _deliver(
@@ -323,7 +394,15 @@ class TableWatcher:
         finally:
             heartbeat.cancel()
         if invocation.ok:
-            await self._save(state, end, last)
+            try:
+                await self._save(state, end, last)
+            except _StoreFailed as exc:
+                message = (
+                    f"versions {first}..{relevant[-1].version} were handed over, but {exc}; "
+                    "they will be delivered again"
+                )
+                self._store_failed(state, message, str(exc))
+                return invocation
             state.last_success = datetime.now(timezone.utc)
             state.consecutive_failures = 0
             state.last_error = None
@@ -351,9 +430,29 @@ class TableWatcher:
             except Exception as exc:  # noqa: BLE001 - the save's compare-and-set still guards
                 logger.warning("%s: cannot renew the lease: %s", state.function, exc)
 
+    async def _store(self, state: WatchState, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the checkpoint store on the watcher's threads. A failure (other than a
+        conflict) is a _StoreFailed; a success after failures is reported once."""
+        runtime = self.runtime
+
+        def call() -> Any:
+            # The store is opened here, off the loop: a first open may wait for a file lock.
+            return getattr(runtime.checkpoints, method)(*args, **kwargs)
+
+        try:
+            result = await self._io(call)
+        except CheckpointConflict:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the store raises, the delivery failed
+            raise _StoreFailed(exc) from exc
+        if state.error_kind == _STORE:
+            logger.info("%s: the checkpoint store works again", state.function)
+            state.error_kind = state.last_error = state.store_error = None
+        return result
+
     async def _save(self, state: WatchState, version: int, expected: int | None) -> None:
         try:
-            await self._io(self.runtime.checkpoints.save, state.key, version, expected=expected)
+            await self._store(state, "save", state.key, version, expected=expected)
         except CheckpointConflict as exc:
             # Another process moved it (our lease lapsed): its value stands; read it afresh.
             state.cached = None
@@ -371,21 +470,59 @@ class TableWatcher:
             state.error_kind = kind
             logger.error("%s: %s", state.function, message, exc_info=exc)
 
+    def _store_failed(self, state: WatchState, message: str, store_error: str) -> None:
+        """A store that cannot record a delivery fails it: retried later with backoff."""
+        state.consecutive_failures += 1
+        state.store_error = store_error
+        self._note_error(state, _STORE, message)
+
     def _recovered(self, state: WatchState) -> None:
-        if state.error_kind is not None:
+        if state.error_kind is not None and state.error_kind not in (_STORE, _INTERNAL):
             logger.info("%s: %s is readable again", state.function, state.table)
             state.error_kind = None
             state.last_error = None
 
-    async def _restart_history(self, state: WatchState, last: int, latest: int) -> int:
-        """Versions never go back, unless the table was dropped and created again: its new
-        history is new data, handed over from version 0, and the restart is reported."""
+    async def _same_table(self, state: WatchState, last: int, latest: int) -> int:
+        """The checkpoint to deliver after: `last`, or -1 when the table was dropped and
+        created again (a new identity, or versions that went back)."""
+        current = await self._io(self.runtime.table_source.table_id, state.table)
+        known = state.table_id
+        if latest < last or (known is not None and current is not None and current != known):
+            last = await self._restart_history(state, last, latest, known, current)
+        await self._remember_table_id(state, current)
+        state.identity_due = False
+        return last
+
+    async def _remember_table_id(self, state: WatchState, current: str | None) -> None:
+        # Saved after the checkpoint it belongs to: a crash in between finds the old identity
+        # with the new checkpoint and restarts the new history again, never skips it.
+        if current is not None and current != state.table_id:
+            await self._store(state, "save_table_id", state.key, current)
+            state.table_id = current
+
+    async def _restart_history(
+        self, state: WatchState, last: int, latest: int, was_id: str | None, now_id: str | None
+    ) -> int:
+        """A table dropped and created again: its new history is new data, handed over from
+        version 0, and the restart is reported."""
+        if latest < last:
+            why = f"is at version {latest}, behind version {last} already handed over"
+        else:
+            why = f"has a new table id ({was_id} before, {now_id} now)"
         message = (
-            f"{state.table} is at version {latest}, behind version {last} already handed over: "
-            "the table was dropped and created again; delivering its new history from version 0"
+            f"{state.table} {why}: the table was dropped and created again; delivering its new "
+            "history from version 0"
         )
         logger.error("%s: %s", state.function, message)
-        self._journal_error(state, message, {"recreated": {"was": last, "now": latest}})
+        detail: dict[str, Any] = {"recreated": {"was": last, "now": latest}}
+        if now_id is not None and now_id != was_id:
+            detail["table_ids"] = {"was": was_id, "now": now_id}
+        self._journal_error(state, message, detail)
+        seen = {"versions": detail["recreated"], "table_ids": detail.get("table_ids")}
+        state.recreated = [
+            *state.recreated[-19:],
+            {**seen, "at": datetime.now(timezone.utc).isoformat()},
+        ]
         await self._save(state, -1, last)
         state.last_processed = -1
         return -1
@@ -414,6 +551,11 @@ class TableWatcher:
             return await loop.run_in_executor(self._pool, call)
 
     # -- status and simulation ---------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Why table triggers cannot run now (for /healthz); empty when they can."""
+        failures = {state.store_error for state in self.states.values() if state.store_error}
+        return [f"table triggers cannot record their progress: {text}" for text in sorted(failures)]
 
     def status(self) -> list[dict[str, Any]]:
         source = self.runtime.table_source.name if self.states else ""
