@@ -13,18 +13,23 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timezone
 from typing import Any
 
-from ._exceptions import HttpError, InvocationTimeout
-from ._threads import DaemonThreadPool
+from ._exceptions import HttpError, InvocationTimeout, Overloaded
+from ._threads import ConcurrencyGate, DaemonThreadPool
 from .events import Event, HttpEvent
 from .functions import FunctionRegistry, LoadedFunction
 from .journal import Invocation, Journal
 
 logger = logging.getLogger("lakefn")
 EventFactory = Callable[[], Event]
+
+#: threads for sync functions; by default one function may use half of them
+MAX_WORKERS = 40
+#: calls of one function that may wait for a slot, per slot of its `max_concurrency`
+QUEUE_PER_SLOT = 4
 
 
 _ID_PREFIX = os.urandom(4).hex()
@@ -43,13 +48,14 @@ class Invoker:
         registry: FunctionRegistry,
         journal: Journal,
         *,
-        max_workers: int = 40,
+        max_workers: int = MAX_WORKERS,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self.registry = registry
         self.journal = journal
         self.pool = DaemonThreadPool(max_workers)
         self._sleep = sleep
+        self._gates: dict[str, ConcurrencyGate] = {}
 
     async def invoke(
         self,
@@ -122,30 +128,88 @@ class Invoker:
         except InvocationTimeout as exc:
             invocation.status, invocation.exception, invocation.error = "timeout", exc, str(exc)
             event.log.error("timed out after %g s", exc.seconds)
-        except asyncio.CancelledError:
-            raise  # the server is stopping: not the function's doing
+        except Overloaded as exc:
+            invocation.status, invocation.exception, invocation.error = "error", exc, str(exc)
+            event.log.warning("%s", exc)
+        except asyncio.CancelledError as exc:
+            if _being_cancelled():
+                raise  # the server is stopping: not the function's doing
+            _failed(invocation, event, exc)  # the function raised it itself
         except BaseException as exc:  # noqa: BLE001 - user code, even sys.exit(): recorded, logged, answered
-            invocation.status, invocation.exception = "error", exc
-            invocation.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            event.log.error("failed: %s", invocation.error, exc_info=exc)
+            _failed(invocation, event, exc)
         invocation.duration = time.perf_counter() - start
         self.journal.record(invocation)
         return invocation
 
+    def gate(self, function: LoadedFunction) -> ConcurrencyGate:
+        """The function's `max_concurrency` gate. Unset, a sync function may hold half of the
+        pool's threads, so one slow function cannot starve the others; an async one is
+        unbounded (it costs no thread)."""
+        gate = self._gates.get(function.name)
+        if gate is None:
+            limit = function.config.max_concurrency
+            if limit is None and not function.is_async:
+                limit = max(1, self.pool.max_workers // 2)
+            queue = QUEUE_PER_SLOT * limit if limit else 0
+            gate = self._gates.setdefault(function.name, ConcurrencyGate(limit, queue))
+        return gate
+
     async def _call(self, function: LoadedFunction, event: Event) -> Any:
         timeout = function.config.timeout
+        gate = self.gate(function)
+        if not await gate.acquire(timeout):
+            raise Overloaded(
+                function.name,
+                f"{gate.limit} calls of it are running (its max_concurrency) and no slot came "
+                "free in time",
+            )
+        # The slot is held until the function really ends, even past a timeout: a timed-out
+        # call's thread (or task) still runs it.
         if function.is_async:
-            if not timeout:
+            return await self._call_async(function, event, gate, timeout)
+        return await self._call_sync(function, event, gate, timeout)
+
+    async def _call_async(
+        self, function: LoadedFunction, event: Event, gate: ConcurrencyGate, timeout: float | None
+    ) -> Any:
+        if not timeout:
+            try:
                 return await function.main(event)
-            task = asyncio.ensure_future(function.main(event))
-            # asyncio.wait, not wait_for: a TimeoutError the function raises itself must stay
-            # the function's error, not pass for lakefn's timeout.
-            done, _ = await asyncio.wait({task}, timeout=timeout)
-            if not done:
-                task.cancel()
-                raise InvocationTimeout(function.name, timeout)
-            return task.result()
-        work = self.pool.submit(function.main, event)
+            finally:
+                gate.release()
+        # A task of its own, so a timeout can leave it. asyncio re-raises SystemExit and
+        # KeyboardInterrupt out of the loop when a task raises them, which would kill the
+        # server: `_contained` hands them back as a value, to be raised here, in this task.
+        task = asyncio.ensure_future(_contained(function.main(event)))
+        task.add_done_callback(lambda _: gate.release())
+        # asyncio.wait, not wait_for: a TimeoutError the function raises itself must stay
+        # the function's error, not pass for lakefn's timeout.
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            task.cancel()
+            raise InvocationTimeout(function.name, timeout)
+        result = task.result()
+        if isinstance(result, _Escaped):
+            raise result.exception
+        return result
+
+    async def _call_sync(
+        self, function: LoadedFunction, event: Event, gate: ConcurrencyGate, timeout: float | None
+    ) -> Any:
+        if self.pool.saturated:
+            gate.release()
+            raise Overloaded(
+                function.name,
+                f"{self.pool.abandoned} timed-out calls still hold threads",
+                retry_after=5,
+            )
+        try:
+            work = self.pool.submit(function.main, event)
+        except BaseException:
+            gate.release()
+            raise
+        # Released from the worker thread: it must happen even if this loop is gone by then.
+        work.add_done_callback(lambda _: gate.release())
         future = asyncio.wrap_future(work)
         if not timeout:
             return await future
@@ -165,3 +229,34 @@ class Invoker:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
+
+
+class _Escaped:
+    """A SystemExit or KeyboardInterrupt a function raised inside a task, carried out as a
+    value."""
+
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+
+
+async def _contained(call: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return await call
+    except (SystemExit, KeyboardInterrupt) as exc:
+        return _Escaped(exc)
+
+
+def _being_cancelled() -> bool:
+    """Is the running task being cancelled from outside (the server stopping, a client gone)?
+    If not, a CancelledError came from the function itself."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return cancelling is None or cancelling() > 0
+
+
+def _failed(invocation: Invocation, event: Event, exc: BaseException) -> None:
+    invocation.status, invocation.exception = "error", exc
+    invocation.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    event.log.error("failed: %s", invocation.error, exc_info=exc)
