@@ -128,6 +128,10 @@ class ConcurrencyGate:
         self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
         self._lock = threading.Lock()
 
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
     async def acquire(self, timeout: float | None = None) -> bool:
         """True once a slot is held; False when the queue is full or `timeout` passed first."""
         with self._lock:

@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from starlette.responses import JSONResponse
 
 from . import __version__
+from ._limits import RequestGuard
 from ._exceptions import FunctionNotFound, LakefnError
 from .access import AccessPolicy, Role, requires
 from .config import TableTrigger
@@ -40,6 +41,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.add_middleware(RequestGuard)
     # lakefn's own routes first: routes match in order, and a project's catch-all
     # (`/{anything:path}`) must not shadow /healthz or /lakefn/*.
     _mount_admin(app, runtime, AccessPolicy(runtime.config.access))
@@ -92,6 +94,8 @@ def _mount_admin(app: FastAPI, runtime: Runtime, policy: AccessPolicy) -> None:
             body = await http.read_body(request, limit)
         except http.BodyTooLarge:
             return http.too_large(limit)  # type: ignore[return-value]
+        except http.NoBody:
+            return http.gone()  # type: ignore[return-value]
         try:
             payload = json.loads(body) if body.strip() else None
         except (ValueError, RecursionError) as exc:

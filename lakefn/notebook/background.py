@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ServerError
+from .._limits import PROTOCOL
 from .._loopthread import LoopThread
 from .._serve import bind_socket
 
@@ -63,6 +64,7 @@ class BackgroundServer:
             access_log=False,
             ws="none",
             timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN),
+            http=PROTOCOL,
         )
         self._server = uvicorn.Server(config)
         self._thread = LoopThread(f"lakefn-server-{self.port}").start()

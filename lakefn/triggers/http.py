@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from .._exceptions import HttpError, Overloaded
@@ -66,6 +67,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class NoBody(Exception):
+    """The client went away before sending the body it announced: nobody to answer."""
+
+
 class FunctionRoute(APIRoute):
     """A function's route: in OpenAPI like any FastAPI route, but a request goes straight to
     the function's handler, past FastAPI's parameter solving, which a function that takes the
@@ -113,6 +118,8 @@ def _endpoint(runtime: Runtime, name: str, limit: int) -> Any:
             body = await read_body(request, limit)
         except BodyTooLarge:
             return too_large(limit)
+        except NoBody:
+            return gone()
         # Starlette's own mappings: read-only, and headers match case-insensitively.
         headers = request.headers
         user = headers.get("x-forwarded-email") or headers.get("x-forwarded-user")
@@ -145,6 +152,10 @@ def too_large(limit: int) -> Response:
     )
 
 
+def gone() -> Response:
+    return JSONResponse({"detail": "the request body was cut short"}, status_code=400)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request's body, or BodyTooLarge past `limit` bytes, read no further than that."""
     headers = request.headers
@@ -154,13 +165,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit():
         if int(declared) > limit:
             raise BodyTooLarge
-        return await request.body()
+        try:
+            return await request.body()
+        except ClientDisconnect:
+            raise NoBody from None
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise NoBody from None
     return b"".join(chunks)
 
 

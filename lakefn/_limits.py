@@ -1,0 +1,164 @@
+"""Bounds on what a request may cost before any function sees it, and answers in JSON when the
+server itself has to refuse.
+
+Header limits are enforced twice. In the HTTP protocol that `lakefn serve` and the notebook
+server run (uvicorn's httptools protocol, which has no header limit of its own), bytes are
+counted as they arrive, so a 200 MB header is refused after 64 KB, before it is held in memory.
+Under a plain `uvicorn app:app` the app checks the parsed headers: the request is refused all
+the same, but uvicorn has read it first (`--http h11 --h11-max-incomplete-event-size 65536`
+bounds that too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from typing import Any
+
+logger = logging.getLogger("lakefn.http")
+
+#: bytes of request line and headers, together
+MAX_HEADER_BYTES = 64 * 1024
+#: header lines in one request
+MAX_HEADERS = 100
+
+#: the most asyncio hands over in one read
+_READ_SLACK = 256 * 1024
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+def _json_bytes(detail: str) -> bytes:
+    return json.dumps({"detail": detail}).encode()
+
+
+def _too_many() -> str:
+    return f"request has more than {MAX_HEADERS} headers"
+
+
+def _too_big() -> str:
+    return f"request headers are larger than the limit of {MAX_HEADER_BYTES} bytes"
+
+
+class RequestGuard:
+    """ASGI middleware, outermost: refuse oversized headers (431), and answer a request cut off
+    by the server's shutdown with a JSON 503 instead of uvicorn's logged traceback and bare
+    text 500."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        problem = None
+        if len(headers) > MAX_HEADERS:
+            problem = _too_many()
+        elif sum(len(n) + len(v) + 4 for n, v in headers) > MAX_HEADER_BYTES:
+            problem = _too_big()
+        if problem:
+            await _answer(send, 431, problem)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when its graceful shutdown ends.
+            logger.warning("%s %s cut off: the server is stopping", scope["method"], scope["path"])
+            if not started:
+                await _answer(send, 503, "the server is stopping; try again", close=True)
+
+
+async def _answer(send: Any, status: int, detail: str, close: bool = False) -> None:
+    body = _json_bytes(detail)
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@functools.cache
+def header_limited_protocol() -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, counting header bytes and lines as they arrive: past the
+    limits it answers 431 and closes, having held at most one read past the limit."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class _Refused(Exception):
+        pass
+
+    class HeaderLimitedProtocol(HttpToolsProtocol):
+        _reading_headers = True
+        _header_bytes = 0
+        _header_count = 0
+        _refusal: str | None = None
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._reading_headers and self._refusal is None:
+                # Still inside a request's headers after this read: httptools holds them all.
+                # Counting whole reads may overcount by one read (a pipelined request that
+                # began in it), hence the slack; the exact limit is RequestGuard's.
+                self._header_bytes += len(data)
+                if self._header_bytes > MAX_HEADER_BYTES + _READ_SLACK:
+                    self._refusal = _too_big()
+                    self.send_400_response("")
+
+        def on_message_begin(self) -> None:
+            self._reading_headers = True
+            self._header_count = 0
+            self._header_bytes = 0
+            super().on_message_begin()
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._header_count += 1
+            if self._header_count > MAX_HEADERS:
+                self._refusal = _too_many()
+                raise _Refused  # stops the parser; uvicorn answers "400", see below
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._reading_headers = False
+            self._header_bytes = 0
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._reading_headers = True
+
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn's own refusal (a malformed request) in text; ours and its, in JSON.
+            status, detail = (431, self._refusal) if self._refusal else (400, msg)
+            if self._refusal:
+                logger.warning("refused a request: %s", self._refusal)
+            body = _json_bytes(detail or "invalid HTTP request")
+            reason = b"Request Header Fields Too Large" if status == 431 else b"Bad Request"
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+            )
+            self.transport.close()
+
+    return HeaderLimitedProtocol
+
+
+#: the import string uvicorn takes as `http=` (a reloading server rebuilds it in a child)
+PROTOCOL = "lakefn._limits:HeaderLimitedProtocol"
+
+
+def __getattr__(name: str) -> Any:
+    # HeaderLimitedProtocol imports uvicorn: built when first asked for, not on import.
+    if name == "HeaderLimitedProtocol":
+        return header_limited_protocol()
+    raise AttributeError(name)
