@@ -13,8 +13,8 @@ from fastapi import Depends, FastAPI, Query, Request
 from starlette.responses import JSONResponse
 
 from . import __version__
-from ._limits import RequestGuard
 from ._exceptions import FunctionNotFound, LakefnError
+from ._limits import RequestGuard
 from .access import AccessPolicy, Role, requires
 from .config import TableTrigger
 from .runtime import Runtime
