@@ -24,6 +24,8 @@ MAX_HEADER_BYTES = 64 * 1024
 #: header lines in one request
 MAX_HEADERS = 100
 
+#: seconds a refused connection is read (and dropped) before it is closed
+_LINGER_SECONDS = 2.0
 #: the most asyncio hands over in one read
 _READ_SLACK = 256 * 1024
 
@@ -105,6 +107,8 @@ def header_limited_protocol() -> type[asyncio.Protocol]:
         _refusal: str | None = None
 
         def data_received(self, data: bytes) -> None:
+            if self._refusal is not None:
+                return  # answered and closing: what still arrives is dropped, not kept
             super().data_received(data)
             if self._reading_headers and self._refusal is None:
                 # Still inside a request's headers after this read: httptools holds them all.
@@ -148,7 +152,14 @@ def header_limited_protocol() -> type[asyncio.Protocol]:
                 b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                 b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
             )
-            self.transport.close()
+            if self._refusal is None:
+                self.transport.close()
+                return
+            # A lingering close: closing now, with the client's bytes unread, would reset the
+            # connection and could destroy the answer before the client reads it. Send it and
+            # our end-of-stream; drop what still comes; close when the client does, or soon.
+            self.transport.write_eof()
+            asyncio.get_running_loop().call_later(_LINGER_SECONDS, self.transport.close)
 
     return HeaderLimitedProtocol
 

@@ -51,6 +51,7 @@ def serve(
     if reload:
         # Reload needs an import string: the child process rebuilds the app from this path.
         load_functions(load_project(app_yaml))  # refuse a bad project before anything starts
+        bind_socket(host, port).close()  # a busy port: our message, not uvicorn's [Errno 98]
         os.environ["LAKEFN_APP_YAML"] = str(app_yaml)
         uvicorn.run(
             "lakefn._serve:app_from_env",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -100,16 +101,30 @@ class DaemonThreadPool(Executor):
             del item, future, fn, args
             self._idle.release()
 
+    def release_idle(self, wait: float = 1.0) -> None:
+        """End the workers idle now (a stopped server keeps no thread); more start on demand.
+        Waits up to `wait` seconds for them to be gone."""
+        with self._lock:
+            threads = list(self._threads)
+        ending = 0
+        while self._idle.acquire(blocking=False):
+            self._queue.put(None)
+            ending += 1
+        deadline = time.monotonic() + wait
+        while ending and time.monotonic() < deadline:
+            if sum(t.is_alive() for t in threads) <= len(threads) - ending:
+                break
+            time.sleep(0.005)
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Idle workers end at once; one running a function ends when the function returns."""
         with self._lock:
             self._shutdown = True
-            threads = list(self._threads)
-        for _ in threads:
+        self.release_idle(wait=1.0 if wait else 0.0)
+        with self._lock:
+            busy = [t for t in self._threads if t.is_alive()]
+        for _ in busy:  # each takes one when its function returns (extras are never read)
             self._queue.put(None)
-        if wait:
-            for thread in threads:
-                thread.join(timeout=0.5)
 
 
 class ConcurrencyGate:

@@ -117,8 +117,11 @@ class Invoker:
         )
         start = time.perf_counter()
         try:
-            invocation.result = await self._call(function, event)
-            invocation.status = "ok"
+            result = await self._call(function, event)
+            if isinstance(result, _Escaped):
+                _failed(invocation, event, result.exception)
+            else:
+                invocation.result, invocation.status = result, "ok"
         except HttpError as exc:
             # An HTTP function's answer; anywhere else, a failure (and retried as one).
             answered = isinstance(event, HttpEvent) and exc.status < 500
@@ -174,7 +177,7 @@ class Invoker:
     ) -> Any:
         if not timeout:
             try:
-                return await function.main(event)
+                return await _contained(function.main(event))
             finally:
                 gate.release()
         # A task of its own, so a timeout can leave it. asyncio re-raises SystemExit and
@@ -188,10 +191,7 @@ class Invoker:
         if not done:
             task.cancel()
             raise InvocationTimeout(function.name, timeout)
-        result = task.result()
-        if isinstance(result, _Escaped):
-            raise result.exception
-        return result
+        return task.result()
 
     async def _call_sync(
         self, function: LoadedFunction, event: Event, gate: ConcurrencyGate, timeout: float | None
@@ -204,7 +204,7 @@ class Invoker:
                 retry_after=5,
             )
         try:
-            work = self.pool.submit(function.main, event)
+            work = self.pool.submit(_contained_sync, function.main, event)
         except BaseException:
             gate.release()
             raise
@@ -228,12 +228,17 @@ class Invoker:
         return future.result()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False)
+        self.pool.shutdown(wait=True)  # waits for idle workers only, never for a function
+
+
+#: raised by user code, these must not travel through asyncio as exceptions: a task re-raises
+#: SystemExit and KeyboardInterrupt out of the loop (killing the server), and a GeneratorExit
+#: that passes through an awaited future resurfaces when the awaiting coroutine returns.
+_SPECIAL = (SystemExit, KeyboardInterrupt, GeneratorExit)
 
 
 class _Escaped:
-    """A SystemExit or KeyboardInterrupt a function raised inside a task, carried out as a
-    value."""
+    """One of `_SPECIAL` that a function raised, carried to `_attempt` as a value."""
 
     __slots__ = ("exception",)
 
@@ -244,7 +249,14 @@ class _Escaped:
 async def _contained(call: Coroutine[Any, Any, Any]) -> Any:
     try:
         return await call
-    except (SystemExit, KeyboardInterrupt) as exc:
+    except _SPECIAL as exc:
+        return _Escaped(exc)
+
+
+def _contained_sync(main: Callable[[Any], Any], event: Event) -> Any:
+    try:
+        return main(event)
+    except _SPECIAL as exc:
         return _Escaped(exc)
 
 
