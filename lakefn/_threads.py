@@ -149,8 +149,10 @@ class ConcurrencyGate:
 
     async def acquire(self, timeout: float | None = None) -> bool:
         """True once a slot is held; False when the queue is full or `timeout` passed first."""
+        if self.limit is None:
+            return True  # unbounded: nothing to count (the HTTP path of async functions)
         with self._lock:
-            if self.limit is None or (self.running < self.limit and not self._waiters):
+            if self.running < self.limit and not self._waiters:
                 self.running += 1
                 return True
             if len(self._waiters) >= self.queue:
@@ -175,10 +177,9 @@ class ConcurrencyGate:
             raise
 
     def release(self) -> None:
+        if self.limit is None:
+            return
         with self._lock:
-            if self.limit is None:
-                self.running -= 1
-                return
             while self._waiters:
                 loop, waiter = self._waiters.popleft()
                 try:

@@ -55,7 +55,7 @@ class Invoker:
         self.journal = journal
         self.pool = DaemonThreadPool(max_workers)
         self._sleep = sleep
-        self._gates: dict[str, ConcurrencyGate] = {}
+        self._gates: dict[tuple[str, bool], ConcurrencyGate] = {}
 
     async def invoke(
         self,
@@ -148,13 +148,14 @@ class Invoker:
         """The function's `max_concurrency` gate. Unset, a sync function may hold half of the
         pool's threads, so one slow function cannot starve the others; an async one is
         unbounded (it costs no thread)."""
-        gate = self._gates.get(function.name)
+        key = (function.name, function.is_async)  # a reload may turn one into the other
+        gate = self._gates.get(key)
         if gate is None:
             limit = function.config.max_concurrency
             if limit is None and not function.is_async:
                 limit = max(1, self.pool.max_workers // 2)
             queue = QUEUE_PER_SLOT * limit if limit else 0
-            gate = self._gates.setdefault(function.name, ConcurrencyGate(limit, queue))
+            gate = self._gates.setdefault(key, ConcurrencyGate(limit, queue))
         return gate
 
     async def _call(self, function: LoadedFunction, event: Event) -> Any:
@@ -182,7 +183,7 @@ class Invoker:
                 gate.release()
         # A task of its own, so a timeout can leave it. asyncio re-raises SystemExit and
         # KeyboardInterrupt out of the loop when a task raises them, which would kill the
-        # server: `_contained` hands them back as a value, to be raised here, in this task.
+        # server: `_contained` hands them back as a value, which `_attempt` records.
         task = asyncio.ensure_future(_contained(function.main(event)))
         task.add_done_callback(lambda _: gate.release())
         # asyncio.wait, not wait_for: a TimeoutError the function raises itself must stay

@@ -215,6 +215,7 @@ def sleepy(project) -> ProjectDir:
 
 def test_serve_reload_stops_on_sigterm_with_a_sync_request_running(sleepy, spawn) -> None:
     served = lakefn_serve(spawn, sleepy.root, "--reload").wait_ready()
+
     def call() -> None:
         with contextlib.suppress(httpx.HTTPError):
             httpx.get(f"{served.url}/sleepy", timeout=60)
