@@ -1,17 +1,19 @@
 """Bounds on what a request may cost before any function sees it, and answers in JSON when the
 server itself has to refuse.
 
-Header limits are enforced twice. In the HTTP protocol that `lakefn serve` and the notebook
-server run (uvicorn's httptools protocol, which has no header limit of its own), bytes are
-counted as they arrive, so a 200 MB header is refused after 64 KB, before it is held in memory.
-Under a plain `uvicorn app:app` the app checks the parsed headers: the request is refused all
-the same, but uvicorn has read it first (`--http h11 --h11-max-incomplete-event-size 65536`
-bounds that too).
+Header limits are enforced twice. The app (RequestGuard) checks every request's parsed
+headers: past 64 KB or 100 lines, 431. That alone does not bound memory: uvicorn's httptools
+protocol, which has no header limit of its own, reads a 200 MB header whole before the app
+sees it. So `lakefn serve`, the notebook's server and the pytest harness run a protocol that
+counts header bytes as they arrive and refuses a request within one read past 320 KB. Under a
+plain `uvicorn app:app`, `--http h11 --h11-max-incomplete-event-size 65536` bounds it (h11
+answers 400 there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -46,7 +48,7 @@ def _too_big() -> str:
 
 
 class RequestGuard:
-    """ASGI middleware, outermost: refuse oversized headers (431), and answer a request cut off
+    """ASGI middleware around the app: refuse oversized headers (431), and answer a request cut off
     by the server's shutdown with a JSON 503 instead of uvicorn's logged traceback and bare
     text 500."""
 
@@ -66,19 +68,14 @@ class RequestGuard:
         if problem:
             await _answer(send, 431, problem)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, send)
         except asyncio.CancelledError:
             # uvicorn cancels the requests still running when its graceful shutdown ends.
             logger.warning("%s %s cut off: the server is stopping", scope["method"], scope["path"])
-            if not started:
+            # Not tracked per request (that would tax every call): if the answer had begun,
+            # uvicorn refuses a second start and the connection just closes.
+            with contextlib.suppress(RuntimeError):
                 await _answer(send, 503, "the server is stopping; try again", close=True)
 
 
@@ -93,44 +90,29 @@ async def _answer(send: Any, status: int, detail: str, close: bool = False) -> N
 
 @functools.cache
 def header_limited_protocol() -> type[asyncio.Protocol]:
-    """uvicorn's httptools protocol, counting header bytes and lines as they arrive: past the
-    limits it answers 431 and closes, having held at most one read past the limit."""
+    """uvicorn's httptools protocol, counting the bytes of a request's headers as they arrive:
+    far past the limit it answers 431 and closes, having held at most one read more. (The exact
+    limits, and the header count, are RequestGuard's: this bounds memory, per read, not per
+    header, so the common request pays almost nothing.)"""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    class _Refused(Exception):
-        pass
 
     class HeaderLimitedProtocol(HttpToolsProtocol):
         _reading_headers = True
         _header_bytes = 0
-        _header_count = 0
         _refusal: str | None = None
 
         def data_received(self, data: bytes) -> None:
             if self._refusal is not None:
                 return  # answered and closing: what still arrives is dropped, not kept
             super().data_received(data)
-            if self._reading_headers and self._refusal is None:
+            if self._reading_headers:
                 # Still inside a request's headers after this read: httptools holds them all.
                 # Counting whole reads may overcount by one read (a pipelined request that
-                # began in it), hence the slack; the exact limit is RequestGuard's.
+                # began in it), hence the slack.
                 self._header_bytes += len(data)
                 if self._header_bytes > MAX_HEADER_BYTES + _READ_SLACK:
                     self._refusal = _too_big()
                     self.send_400_response("")
-
-        def on_message_begin(self) -> None:
-            self._reading_headers = True
-            self._header_count = 0
-            self._header_bytes = 0
-            super().on_message_begin()
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._header_count += 1
-            if self._header_count > MAX_HEADERS:
-                self._refusal = _too_many()
-                raise _Refused  # stops the parser; uvicorn answers "400", see below
-            super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
             self._reading_headers = False
@@ -143,16 +125,16 @@ def header_limited_protocol() -> type[asyncio.Protocol]:
 
         def send_400_response(self, msg: str) -> None:
             # uvicorn's own refusal (a malformed request) in text; ours and its, in JSON.
-            status, detail = (431, self._refusal) if self._refusal else (400, msg)
-            if self._refusal:
-                logger.warning("refused a request: %s", self._refusal)
-            body = _json_bytes(detail or "invalid HTTP request")
-            reason = b"Request Header Fields Too Large" if status == 431 else b"Bad Request"
+            refusal = self._refusal
+            if refusal:
+                logger.warning("refused a request: %s", refusal)
+            body = _json_bytes(refusal or msg or "invalid HTTP request")
+            status = b"431 Request Header Fields Too Large" if refusal else b"400 Bad Request"
             self.transport.write(
-                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+                b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                b"connection: close\r\n\r\n%s" % (status, len(body), body)
             )
-            if self._refusal is None:
+            if refusal is None:
                 self.transport.close()
                 return
             # A lingering close: closing now, with the client's bytes unread, would reset the
