@@ -8,6 +8,7 @@
     │   └── WrongTrigger       asked to fire a timer or simulate a table on another kind
     ├── HttpError              raised by a function to answer with a status (not a failure)
     ├── InvocationTimeout      a function ran past its `timeout`
+    ├── Overloaded             no room to run a function now (HTTP 503, retry later)
     ├── TableError
     │   ├── TableNameError     not a Unity three-part name
     │   ├── TableNotFound      the source has no such table
@@ -94,6 +95,17 @@ class InvocationTimeout(LakefnError):
         self.name = name
         self.seconds = seconds
         super().__init__(f"function {name!r} did not finish within its timeout of {seconds:g} s")
+
+
+class Overloaded(LakefnError):
+    """A function was not started: its `max_concurrency` queue is full, or too many timed-out
+    calls still hold threads. Nothing ran; try again after `retry_after` seconds."""
+
+    def __init__(self, name: str, reason: str, retry_after: int = 1) -> None:
+        self.name = name
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(f"function {name!r} was not started: {reason}")
 
 
 class TableError(LakefnError):

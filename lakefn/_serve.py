@@ -9,6 +9,7 @@ import socket
 import sys
 
 from ._exceptions import ServerError
+from ._limits import PROTOCOL
 
 #: seconds uvicorn waits for running requests on shutdown; the whole stop stays under 5 s
 GRACEFUL_SHUTDOWN = 2
@@ -50,6 +51,7 @@ def serve(
     if reload:
         # Reload needs an import string: the child process rebuilds the app from this path.
         load_functions(load_project(app_yaml))  # refuse a bad project before anything starts
+        bind_socket(host, port).close()  # a busy port: our message, not uvicorn's [Errno 98]
         os.environ["LAKEFN_APP_YAML"] = str(app_yaml)
         uvicorn.run(
             "lakefn._serve:app_from_env",
@@ -60,6 +62,8 @@ def serve(
             reload_dirs=[str(app_yaml.parent)],
             reload_includes=["*.py", "*.yaml"],
             log_level=log_level,
+            http=PROTOCOL,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
         )
         return 0
     from .server import create_app
@@ -71,6 +75,7 @@ def serve(
         log_level=log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
         lifespan="on",
+        http=PROTOCOL,
     )
     server = uvicorn.Server(config)
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host

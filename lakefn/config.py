@@ -206,6 +206,9 @@ class FunctionConfig(_Model):
     table_name: str | None = None
     retry: RetryPolicy = RetryPolicy()
     timeout: float | None = Field(default=None, gt=0)
+    #: calls of this function running at once; more wait in a bounded queue, then get 503.
+    #: Unset: half of the thread pool for a sync function, unbounded for an async one.
+    max_concurrency: int | None = Field(default=None, ge=1, le=10_000, strict=True)
     description: str | None = None
     run_on: Literal["app", "job"] = "app"
     job: JobSettings | None = None
@@ -285,12 +288,29 @@ class HttpConfig(_Model):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=0)
 
 
+class AccessConfig(_Model):
+    """Who may use the console, /lakefn/* and actions when running as a Databricks App (the
+    platform's proxy authenticates every user and names them in X-Forwarded-Email)."""
+
+    admins: tuple[str, ...] = ()
+    viewers: Literal["admins", "all"] = "admins"
+
+    @field_validator("admins")
+    @classmethod
+    def _emails(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for email in value:
+            if "@" not in email or email != email.strip():
+                raise ValueError(f"{email!r} is not an email address")
+        return tuple(email.lower() for email in value)
+
+
 class AppConfig(_Model):
     command: list[str] | None = None
     env: tuple[EnvVar, ...] = ()
     tables: TablesConfig = TablesConfig()
     state: str = ".lakefn/state.db"
     http: HttpConfig = HttpConfig()
+    access: AccessConfig = AccessConfig()
     functions: tuple[FunctionConfig, ...] = ()
 
     def function(self, name: str) -> FunctionConfig | None:

@@ -13,18 +13,23 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timezone
 from typing import Any
 
-from ._exceptions import HttpError, InvocationTimeout
-from ._threads import DaemonThreadPool
+from ._exceptions import HttpError, InvocationTimeout, Overloaded
+from ._threads import ConcurrencyGate, DaemonThreadPool
 from .events import Event, HttpEvent
 from .functions import FunctionRegistry, LoadedFunction
 from .journal import Invocation, Journal
 
 logger = logging.getLogger("lakefn")
 EventFactory = Callable[[], Event]
+
+#: threads for sync functions; by default one function may use half of them
+MAX_WORKERS = 40
+#: calls of one function that may wait for a slot, per slot of its `max_concurrency`
+QUEUE_PER_SLOT = 4
 
 
 _ID_PREFIX = os.urandom(4).hex()
@@ -43,13 +48,14 @@ class Invoker:
         registry: FunctionRegistry,
         journal: Journal,
         *,
-        max_workers: int = 40,
+        max_workers: int = MAX_WORKERS,
         sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self.registry = registry
         self.journal = journal
         self.pool = DaemonThreadPool(max_workers)
         self._sleep = sleep
+        self._gates: dict[tuple[str, bool], ConcurrencyGate] = {}
 
     async def invoke(
         self,
@@ -111,8 +117,11 @@ class Invoker:
         )
         start = time.perf_counter()
         try:
-            invocation.result = await self._call(function, event)
-            invocation.status = "ok"
+            result = await self._call(function, event)
+            if isinstance(result, _Escaped):
+                _failed(invocation, event, result.exception)
+            else:
+                invocation.result, invocation.status = result, "ok"
         except HttpError as exc:
             # An HTTP function's answer; anywhere else, a failure (and retried as one).
             answered = isinstance(event, HttpEvent) and exc.status < 500
@@ -122,30 +131,86 @@ class Invoker:
         except InvocationTimeout as exc:
             invocation.status, invocation.exception, invocation.error = "timeout", exc, str(exc)
             event.log.error("timed out after %g s", exc.seconds)
-        except asyncio.CancelledError:
-            raise  # the server is stopping: not the function's doing
+        except Overloaded as exc:
+            invocation.status, invocation.exception, invocation.error = "error", exc, str(exc)
+            event.log.warning("%s", exc)
+        except asyncio.CancelledError as exc:
+            if _being_cancelled():
+                raise  # the server is stopping: not the function's doing
+            _failed(invocation, event, exc)  # the function raised it itself
         except BaseException as exc:  # noqa: BLE001 - user code, even sys.exit(): recorded, logged, answered
-            invocation.status, invocation.exception = "error", exc
-            invocation.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            event.log.error("failed: %s", invocation.error, exc_info=exc)
+            _failed(invocation, event, exc)
         invocation.duration = time.perf_counter() - start
         self.journal.record(invocation)
         return invocation
 
+    def gate(self, function: LoadedFunction) -> ConcurrencyGate:
+        """The function's `max_concurrency` gate. Unset, a sync function may hold half of the
+        pool's threads, so one slow function cannot starve the others; an async one is
+        unbounded (it costs no thread)."""
+        key = (function.name, function.is_async)  # a reload may turn one into the other
+        gate = self._gates.get(key)
+        if gate is None:
+            limit = function.config.max_concurrency
+            if limit is None and not function.is_async:
+                limit = max(1, self.pool.max_workers // 2)
+            queue = QUEUE_PER_SLOT * limit if limit else 0
+            gate = self._gates.setdefault(key, ConcurrencyGate(limit, queue))
+        return gate
+
     async def _call(self, function: LoadedFunction, event: Event) -> Any:
         timeout = function.config.timeout
+        gate = self.gate(function)
+        if not await gate.acquire(timeout):
+            raise Overloaded(
+                function.name,
+                f"{gate.limit} calls of it are running (its max_concurrency) and no slot came "
+                "free in time",
+            )
+        # The slot is held until the function really ends, even past a timeout: a timed-out
+        # call's thread (or task) still runs it.
         if function.is_async:
-            if not timeout:
-                return await function.main(event)
-            task = asyncio.ensure_future(function.main(event))
-            # asyncio.wait, not wait_for: a TimeoutError the function raises itself must stay
-            # the function's error, not pass for lakefn's timeout.
-            done, _ = await asyncio.wait({task}, timeout=timeout)
-            if not done:
-                task.cancel()
-                raise InvocationTimeout(function.name, timeout)
-            return task.result()
-        work = self.pool.submit(function.main, event)
+            return await self._call_async(function, event, gate, timeout)
+        return await self._call_sync(function, event, gate, timeout)
+
+    async def _call_async(
+        self, function: LoadedFunction, event: Event, gate: ConcurrencyGate, timeout: float | None
+    ) -> Any:
+        if not timeout:
+            try:
+                return await _contained(function.main(event))
+            finally:
+                gate.release()
+        # A task of its own, so a timeout can leave it. asyncio re-raises SystemExit and
+        # KeyboardInterrupt out of the loop when a task raises them, which would kill the
+        # server: `_contained` hands them back as a value, which `_attempt` records.
+        task = asyncio.ensure_future(_contained(function.main(event)))
+        task.add_done_callback(lambda _: gate.release())
+        # asyncio.wait, not wait_for: a TimeoutError the function raises itself must stay
+        # the function's error, not pass for lakefn's timeout.
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            task.cancel()
+            raise InvocationTimeout(function.name, timeout)
+        return task.result()
+
+    async def _call_sync(
+        self, function: LoadedFunction, event: Event, gate: ConcurrencyGate, timeout: float | None
+    ) -> Any:
+        if self.pool.saturated:
+            gate.release()
+            raise Overloaded(
+                function.name,
+                f"{self.pool.abandoned} timed-out calls still hold threads",
+                retry_after=5,
+            )
+        try:
+            work = self.pool.submit(_contained_sync, function.main, event)
+        except BaseException:
+            gate.release()
+            raise
+        # Released from the worker thread: it must happen even if this loop is gone by then.
+        work.add_done_callback(lambda _: gate.release())
         future = asyncio.wrap_future(work)
         if not timeout:
             return await future
@@ -164,4 +229,47 @@ class Invoker:
         return future.result()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False)
+        self.pool.shutdown(wait=True)  # waits for idle workers only, never for a function
+
+
+#: raised by user code, these must not travel through asyncio as exceptions: a task re-raises
+#: SystemExit and KeyboardInterrupt out of the loop (killing the server), and a GeneratorExit
+#: that passes through an awaited future resurfaces when the awaiting coroutine returns.
+_SPECIAL = (SystemExit, KeyboardInterrupt, GeneratorExit)
+
+
+class _Escaped:
+    """One of `_SPECIAL` that a function raised, carried to `_attempt` as a value."""
+
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+
+
+async def _contained(call: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return await call
+    except _SPECIAL as exc:
+        return _Escaped(exc)
+
+
+def _contained_sync(main: Callable[[Any], Any], event: Event) -> Any:
+    try:
+        return main(event)
+    except _SPECIAL as exc:
+        return _Escaped(exc)
+
+
+def _being_cancelled() -> bool:
+    """Is the running task being cancelled from outside (the server stopping, a client gone)?
+    If not, a CancelledError came from the function itself."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return cancelling is None or cancelling() > 0
+
+
+def _failed(invocation: Invocation, event: Event, exc: BaseException) -> None:
+    invocation.status, invocation.exception = "error", exc
+    invocation.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    event.log.error("failed: %s", invocation.error, exc_info=exc)

@@ -3,25 +3,22 @@ and stops timers and table watchers."""
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
-from fastapi.encoders import jsonable_encoder
+from fastapi import Depends, FastAPI, Query, Request
 from starlette.responses import JSONResponse
 
 from . import __version__
 from ._exceptions import FunctionNotFound, LakefnError
+from ._limits import RequestGuard
+from .access import AccessPolicy, Role, requires
 from .config import TableTrigger
 from .runtime import Runtime
 from .triggers import http
-
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-PROXY_HEADERS = {"forwarded", "x-real-ip", "via", "x-client-ip", "true-client-ip"}
 
 
 def create_app(
@@ -44,12 +41,18 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.add_middleware(RequestGuard)
+    # lakefn's own routes first: routes match in order, and a project's catch-all
+    # (`/{anything:path}`) must not shadow /healthz or /lakefn/*.
+    _mount_admin(app, runtime, AccessPolicy(runtime.config.access))
     http.mount(app, runtime)
-    _mount_admin(app, runtime)
     return app
 
 
-def _mount_admin(app: FastAPI, runtime: Runtime) -> None:
+def _mount_admin(app: FastAPI, runtime: Runtime, policy: AccessPolicy) -> None:
+    viewer = Depends(requires(policy, Role.VIEWER))
+    admin = Depends(requires(policy, Role.ADMIN))
+
     @app.get("/healthz", tags=["lakefn"])
     async def healthz() -> JSONResponse:
         # 503 when table triggers cannot run (their state store is unusable): a load balancer
@@ -60,41 +63,48 @@ def _mount_admin(app: FastAPI, runtime: Runtime) -> None:
             return JSONResponse({**body, "functions": len(runtime.registry.names)}, 503)
         return JSONResponse({"status": "ok", "functions": len(runtime.registry.names)})
 
+    app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+
     @app.get("/lakefn/functions", tags=["lakefn"])
-    async def functions() -> list[dict[str, Any]]:
+    async def functions(role: Role = viewer) -> list[dict[str, Any]]:
         described = runtime.describe()
         next_runs = runtime.timers.next_run_times()
         for item in described:
             if item["name"] in next_runs and next_runs[item["name"]] is not None:
                 item["next_run_time"] = next_runs[item["name"]].isoformat()  # type: ignore[union-attr]
+            if role < Role.ADMIN and item.get("last_invocation"):
+                item["last_invocation"] = _without_error_text(item["last_invocation"])
         return described
 
     @app.get("/lakefn/invocations", tags=["lakefn"])
     async def invocations(
-        limit: int = Query(100, ge=1, le=10_000), function: str | None = None
+        limit: int = Query(100, ge=1, le=10_000),
+        function: str | None = None,
+        role: Role = viewer,
     ) -> list[dict[str, Any]]:
-        return [i.to_dict() for i in runtime.journal.entries(limit=limit, function=function)]
+        entries = [i.to_dict() for i in runtime.journal.entries(limit=limit, function=function)]
+        return entries if role >= Role.ADMIN else [_without_error_text(e) for e in entries]
 
     @app.get("/lakefn/tables", tags=["lakefn"])
-    async def tables() -> list[dict[str, Any]]:
+    async def tables(role: Role = viewer) -> list[dict[str, Any]]:
         if not runtime.functions_of(TableTrigger):
             return []
-        return runtime.watcher.status()
+        status = runtime.watcher.status()
+        return status if role >= Role.ADMIN else [_without_error_text(s) for s in status]
 
-    @app.post("/lakefn/functions/{name}/invoke", tags=["lakefn"])
+    limit = runtime.config.http.max_body_bytes
+
+    @app.post("/lakefn/functions/{name}/invoke", tags=["lakefn"], dependencies=[admin])
     async def invoke(name: str, request: Request) -> JSONResponse:
-        if not _admin_allowed(request):
-            return JSONResponse(
-                {
-                    "detail": "invoking functions by hand is allowed from loopback, or with "
-                    "Authorization: Bearer $LAKEFN_ADMIN_TOKEN"
-                },
-                status_code=403,
-            )
-        body = await request.body()
+        try:
+            body = await http.read_body(request, limit)
+        except http.BodyTooLarge:
+            return http.too_large(limit)  # type: ignore[return-value]
+        except http.NoBody:
+            return http.gone()  # type: ignore[return-value]
         try:
             payload = json.loads(body) if body.strip() else None
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return JSONResponse(
                 {"detail": f"request body is not valid JSON: {exc}"}, status_code=400
             )
@@ -106,23 +116,22 @@ def _mount_admin(app: FastAPI, runtime: Runtime) -> None:
             return JSONResponse({"detail": str(exc)}, status_code=400)
         result = http.plain_result(invocation.result)
         try:
-            encoded = jsonable_encoder(result)
-        except Exception:  # noqa: BLE001 - a result that is not JSON is shown as text
-            encoded = repr(result)
+            encoded = json.loads(http.encode_json(result))
+        except (TypeError, ValueError, RecursionError):
+            encoded = repr(result)  # an admin sees what came back, even what HTTP cannot send
         status = 200 if invocation.ok else 500
         return JSONResponse(
             {"invocation": invocation.to_dict(), "result": encoded}, status_code=status
         )
 
 
-def _admin_allowed(request: Request) -> bool:
-    token = os.environ.get("LAKEFN_ADMIN_TOKEN")
-    header = request.headers.get("authorization", "")
-    if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), token):
-        return True
-    # Behind a proxy (Databricks Apps) every caller arrives from the proxy's address, which
-    # may well be loopback: a forwarded request is never trusted as local.
-    if any(name in PROXY_HEADERS or name.startswith("x-forwarded-") for name in request.headers):
-        return False
-    client = request.client
-    return client is not None and client.host in LOOPBACK
+def _without_error_text(entry: dict[str, Any]) -> dict[str, Any]:
+    """What a viewer sees of an invocation or table status: that it failed and the error's
+    type, not its message (which may carry a password, an email, a path)."""
+    shown = dict(entry)
+    for key in ("error", "last_error"):
+        text = shown.get(key)
+        if isinstance(text, str) and text:
+            head = text.split(":", 1)[0].strip()
+            shown[key] = head if head.isidentifier() else "(hidden)"
+    return shown

@@ -415,13 +415,14 @@ class LakefnHarness:
     def _serve(self) -> None:
         import uvicorn
 
+        from ._limits import PROTOCOL
         from ._serve import bind_socket
 
         sock = bind_socket("127.0.0.1", 0)
         # lifespan off: the background triggers run only after `start()`. log_config=None
         # leaves logging as pytest set it up, so uvicorn's records reach caplog.
         config = uvicorn.Config(
-            self.app, lifespan="off", log_config=None, timeout_graceful_shutdown=1
+            self.app, lifespan="off", log_config=None, timeout_graceful_shutdown=1, http=PROTOCOL
         )
         server = uvicorn.Server(config)
         loop = self._running_loop()

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ServerError
+from .._limits import PROTOCOL
 from .._loopthread import LoopThread
 from .._serve import bind_socket
 from .links import proxy_root_path
@@ -66,6 +67,7 @@ class BackgroundServer:
             timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN),
             # Behind a notebook proxy, /docs must fetch /openapi.json through it.
             root_path=proxy_root_path(self.host, self.port),
+            http=PROTOCOL,
         )
         self._server = uvicorn.Server(config)
         self._thread = LoopThread(f"lakefn-server-{self.port}").start()

@@ -131,9 +131,13 @@ class Session:
         return self.status()
 
     def stop(self) -> ServerStatus:
-        """Stop the server: the port is free and its thread gone when this returns."""
+        """Stop the server: the port is free and no lakefn thread is left when this returns
+        (but one still running a function, which ends when the function returns)."""
         with self._lock:
             stopped = self._stop_server()
+            if self._actions is not None:
+                self._actions.stop()
+                self._actions = None
         if stopped:
             self._notify("stop")
         return self.status()
@@ -143,6 +147,8 @@ class Session:
         if server is None:
             return False
         server.stop()
+        if self.runtime is not None:
+            self.runtime.invoker.pool.release_idle()  # started again on the next call
         return True
 
     def _start_ticks(self, server: BackgroundServer) -> None:

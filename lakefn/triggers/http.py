@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import enum
 import json
 import logging
+import uuid
 from collections.abc import Callable, Coroutine
+from decimal import Decimal
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from .._exceptions import HttpError
+from .._exceptions import HttpError, Overloaded
 from ..config import HttpTrigger
 from ..events import HttpEvent
 from ..journal import Invocation
@@ -23,12 +29,46 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lakefn.http")
 
+
+def _json_default(value: Any) -> Any:
+    """What a function may return besides JSON's own types. Deliberately not "any object's
+    attributes": an object's `__dict__` is its insides (`_password` included), not an answer."""
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (uuid.UUID, PurePath)):
+        return str(value)
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    dump = getattr(type(value), "model_dump", None)  # pydantic v2, without importing pydantic
+    if dump is not None and hasattr(type(value), "model_fields"):
+        return value.model_dump(mode="json")
+    raise TypeError(
+        f"a {type(value).__module__}.{type(value).__qualname__} is not JSON: return dicts, "
+        "lists, str, numbers, bool, None, datetimes, UUIDs, Decimals, Enums, dataclasses or "
+        "pydantic models"
+    )
+
+
 # Built once: json.dumps with any non-default option builds a new encoder on every call.
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_JSON = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
+)
 
 
 class BodyTooLarge(Exception):
     pass
+
+
+class NoBody(Exception):
+    """The client went away before sending the body it announced: nobody to answer."""
 
 
 class FunctionRoute(APIRoute):
@@ -44,9 +84,10 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
     limit = runtime.config.http.max_body_bytes
     for fn in runtime.config.functions:
         if isinstance(fn.trigger, HttpTrigger):
+            endpoint = _endpoint(runtime, fn.name, limit)
             app.router.add_api_route(
                 fn.trigger.endpoint,
-                _endpoint(runtime, fn.name, limit),
+                endpoint,
                 methods=[fn.trigger.method],
                 name=fn.name,
                 summary=fn.name,
@@ -55,6 +96,18 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
                 response_model=None,
                 route_class_override=FunctionRoute,
             )
+            if fn.trigger.method == "GET":
+                # A server that answers GET answers HEAD (RFC 9110 9.3.2); uvicorn drops the
+                # body. Kept out of OpenAPI, where it would repeat the GET.
+                app.router.add_api_route(
+                    fn.trigger.endpoint,
+                    endpoint,
+                    methods=["HEAD"],
+                    name=f"{fn.name}_head",
+                    include_in_schema=False,
+                    response_model=None,
+                    route_class_override=FunctionRoute,
+                )
 
 
 def _endpoint(runtime: Runtime, name: str, limit: int) -> Any:
@@ -62,12 +115,11 @@ def _endpoint(runtime: Runtime, name: str, limit: int) -> Any:
 
     async def endpoint(request: Request) -> Response:
         try:
-            body = await _read_body(request, limit)
+            body = await read_body(request, limit)
         except BodyTooLarge:
-            return JSONResponse(
-                {"detail": f"request body is larger than the limit of {limit} bytes"},
-                status_code=413,
-            )
+            return too_large(limit)
+        except NoBody:
+            return gone()
         # Starlette's own mappings: read-only, and headers match case-insensitively.
         headers = request.headers
         user = headers.get("x-forwarded-email") or headers.get("x-forwarded-user")
@@ -94,7 +146,18 @@ def _endpoint(runtime: Runtime, name: str, limit: int) -> Any:
     return endpoint
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def too_large(limit: int) -> Response:
+    return JSONResponse(
+        {"detail": f"request body is larger than the limit of {limit} bytes"}, status_code=413
+    )
+
+
+def gone() -> Response:
+    return JSONResponse({"detail": "the request body was cut short"}, status_code=400)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, or BodyTooLarge past `limit` bytes, read no further than that."""
     headers = request.headers
     declared = headers.get("content-length")
     if declared is None and "transfer-encoding" not in headers:
@@ -102,13 +165,19 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit():
         if int(declared) > limit:
             raise BodyTooLarge
-        return await request.body()
+        try:
+            return await request.body()
+        except ClientDisconnect:
+            raise NoBody from None
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise NoBody from None
     return b"".join(chunks)
 
 
@@ -125,7 +194,13 @@ def to_response(invocation: Invocation) -> Response:
     """Map what the function returned (or raised) to an HTTP answer, per the contract."""
     exc = invocation.exception
     if isinstance(exc, HttpError):
-        return JSONResponse({"detail": jsonable_encoder(exc.detail)}, status_code=exc.status)
+        return _http_error(exc, invocation)
+    if isinstance(exc, Overloaded):
+        return JSONResponse(
+            {"error": str(exc), "invocation_id": invocation.id},
+            status_code=503,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if invocation.status == "timeout":
         return JSONResponse(
             {
@@ -145,6 +220,14 @@ def to_response(invocation: Invocation) -> Response:
     return _result_response(invocation.result, invocation)
 
 
+def _http_error(exc: HttpError, invocation: Invocation) -> Response:
+    try:
+        body = encode_json({"detail": exc.detail})
+    except (TypeError, ValueError, RecursionError) as error:
+        return _unsendable(invocation, exc.detail, error)
+    return Response(body, status_code=exc.status, media_type="application/json")
+
+
 def _result_response(result: Any, invocation: Invocation) -> Response:
     if isinstance(result, Response):
         return result
@@ -155,23 +238,19 @@ def _result_response(result: Any, invocation: Invocation) -> Response:
     try:
         if isinstance(result, str):
             return PlainTextResponse(result.encode("utf-8"))
-        return Response(_encode_json(result), media_type="application/json")
+        return Response(encode_json(result), media_type="application/json")
     except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
         return _unsendable(invocation, result, exc)
 
 
-def _encode_json(result: Any) -> bytes:
-    try:
-        text = _JSON.encode(result)
-    except TypeError:
-        # datetimes, pydantic models, dataclasses...: FastAPI's encoder knows them.
-        text = _JSON.encode(jsonable_encoder(result))
-    return text.encode("utf-8")
+def encode_json(result: Any) -> bytes:
+    """`result` as JSON, or TypeError / ValueError naming what cannot be sent."""
+    return _JSON.encode(result).encode("utf-8")
 
 
 def _unsendable(invocation: Invocation, result: Any, exc: BaseException) -> Response:
     """The function ran, but what it returned cannot go out as JSON (NaN, a lone surrogate,
-    an object FastAPI cannot encode): that is the function's failure, recorded as such."""
+    an object that is not data): that is the function's failure, recorded as such."""
     reason = f"returned a {type(result).__name__} that cannot be sent as JSON: {exc}"
     invocation.status, invocation.error = "error", reason
     logger.error("[%s] %s %s", invocation.id, invocation.function, reason)
