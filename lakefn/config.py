@@ -104,17 +104,12 @@ class TimerTrigger(_Model):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
+        from ._cron import CronError, CronSchedule
 
-        if len(value.split()) != 5:
-            raise ValueError(
-                f"schedule {value!r} is not a 5-field cron expression "
-                "(minute hour day-of-month month day-of-week)"
-            )
         try:
-            CronTrigger.from_crontab(value, timezone="UTC")
-        except ValueError as exc:
-            raise ValueError(f"bad cron schedule {value!r}: {exc}") from None
+            CronSchedule.parse(value)
+        except CronError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("timezone")

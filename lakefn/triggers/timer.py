@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from .._cron import CronSchedule
 from .._exceptions import WrongTrigger
 from ..config import TimerTrigger
 from ..events import TimerEvent
@@ -30,9 +31,8 @@ PAST_DUE_GRACE = 1.0
 
 
 def cron_trigger(trigger: TimerTrigger) -> Any:
-    from apscheduler.triggers.cron import CronTrigger
-
-    return CronTrigger.from_crontab(trigger.schedule, timezone=trigger.timezone)
+    """The APScheduler trigger for a timer: crontab(5) semantics, in the trigger's timezone."""
+    return CronSchedule.parse(trigger.schedule).trigger(trigger.timezone)
 
 
 class TimerRunner:
