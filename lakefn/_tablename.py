@@ -13,6 +13,12 @@ from ._exceptions import TableNameError
 
 _BARE = re.compile(r"[A-Za-z0-9_]+")
 _MAX_PART = 255
+# Unity Catalog forbids these in object names, quoted or not, besides control characters and
+# DEL; `source: local` would also read `..` and `/` as paths out of its catalog folder. A space
+# is forbidden too, but only app.yaml is held to that (`TableName.check_unity`): names parsed
+# for SQL quoting may carry one.
+_FORBIDDEN = "./"
+_FORBIDDEN_NAMES = {".": "a period", "/": "a slash"}
 
 
 def _split(text: str) -> list[str]:
@@ -43,6 +49,10 @@ def _split(text: str) -> list[str]:
             part, i = m.group(0), m.end()
         if any(ord(c) < 32 or ord(c) == 127 for c in part):
             raise TableNameError(text, "control character in name")
+        forbidden = sorted({c for c in part if c in _FORBIDDEN}, key=_FORBIDDEN.index)
+        if forbidden:
+            listed = " or ".join(_FORBIDDEN_NAMES[c] for c in forbidden)
+            raise TableNameError(text, f"Unity Catalog names cannot contain {listed}")
         if len(part) > _MAX_PART:
             raise TableNameError(text, f"part longer than {_MAX_PART} characters")
         parts.append(part)
@@ -72,6 +82,12 @@ class TableName:
         if len(parts) != 3:
             raise TableNameError(text, f"{len(parts)} part{'s' if len(parts) != 1 else ''}")
         return cls(*parts)
+
+    def check_unity(self) -> TableName:
+        """This name, or TableNameError if Unity Catalog could not hold it (a space)."""
+        if any(" " in part for part in self.parts):
+            raise TableNameError(str(self), "Unity Catalog names cannot contain a space")
+        return self
 
     @property
     def parts(self) -> tuple[str, str, str]:
