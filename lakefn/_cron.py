@@ -11,10 +11,11 @@ hands APScheduler a trigger that asks it (`CronSchedule.trigger`).
 - `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight`, `@hourly`.
 - When both day fields are restricted (neither starts with `*`), a day matches when EITHER
   matches, as crontab(5) says; when one starts with `*`, both must match.
-- Times are local to the schedule's timezone. Across DST changes: a time the clocks skip
-  (02:30 on a spring-forward night in Europe/Paris) fires at the moment they change (03:00 new
-  time), once however many skipped times the schedule has; a time the clocks repeat (autumn)
-  fires once, in its first pass (so `*/15` is silent during the repeated hour's second pass).
+- Times are local to the schedule's timezone. Across DST changes, as cron(8) does: a time the
+  clocks skip (02:30 on a spring-forward night in Europe/Paris) fires at the moment they change
+  (03:00 new time) when minute and hour are fixed values, and is skipped when either starts with
+  `*` (`*/15 * * * *` just goes on at 03:00). A time the clocks repeat (autumn) fires once, in
+  its first pass; unlike cron(8), `*/15` is also silent in the repeated hour's second pass.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class CronSchedule:
     weekdays: frozenset[int]
     #: crontab's rule: the day fields are ORed only when neither starts with `*`
     days_or: bool
+    #: cron's "wildcard job" (minute or hour starts with `*`): it skips times the clocks skip,
+    #: where a fixed-time job runs them at the change
+    wildcard: bool = False
 
     @classmethod
     def parse(cls, text: str) -> CronSchedule:
@@ -93,7 +97,8 @@ class CronSchedule:
         )
         weekdays = frozenset(d % 7 for d in weekdays)  # 7 is Sunday too
         days_or = not parts[2].startswith("*") and not parts[4].startswith("*")
-        schedule = cls(text, minutes, hours, days, months, weekdays, days_or)
+        wildcard = parts[0].startswith("*") or parts[1].startswith("*")
+        schedule = cls(text, minutes, hours, days, months, weekdays, days_or, wildcard)
         schedule._check_can_fire()
         return schedule
 
@@ -121,8 +126,8 @@ class CronSchedule:
                         wall = datetime(day.year, day.month, day.day, hour, minute)
                         if wall < local:
                             continue
-                        instant = _instant(wall, tz)
-                        if instant > after_utc:
+                        instant = _instant(wall, tz, skip_gap=self.wildcard)
+                        if instant is not None and instant > after_utc:
                             return instant.astimezone(tz)
             if day == date.max:
                 break
@@ -155,12 +160,15 @@ def _zone(tz: str | tzinfo) -> tzinfo:
     return ZoneInfo(tz) if isinstance(tz, str) else tz
 
 
-def _instant(wall: datetime, tz: tzinfo) -> datetime:
+def _instant(wall: datetime, tz: tzinfo, *, skip_gap: bool) -> datetime | None:
     """The UTC instant a local wall time stands for. A time the clocks repeat (autumn) is its
-    first pass; a time they skip (spring) is the moment they change, as cron runs it."""
+    first pass; a time they skip (spring) is None with `skip_gap`, else the moment they change,
+    as cron(8) does for wildcard and fixed-time jobs."""
     utc = wall.replace(tzinfo=tz, fold=0).astimezone(timezone.utc)
     if utc.astimezone(tz).replace(tzinfo=None) == wall:
         return utc
+    if skip_gap:
+        return None
     probe = wall
     for _ in range(_MAX_GAP_MINUTES):  # the first wall minute after the gap
         probe += timedelta(minutes=1)
@@ -190,12 +198,11 @@ def _trigger_class() -> type:
         def get_next_fire_time(
             self, previous_fire_time: datetime | None, now: datetime
         ) -> datetime | None:
-            # As APScheduler's own triggers: from just after the previous fire time when that
-            # is earlier than now (so the scheduler sees missed ticks), else from now inclusive.
-            start = now
+            # As APScheduler's own triggers: the first fire time after the previous one (the
+            # scheduler then sees any it missed), or from now, inclusive, for the first.
             if previous_fire_time is not None:
-                start = min(now, previous_fire_time + timedelta(microseconds=1))
-            return self.schedule.next_fire(start - timedelta(microseconds=1), self.timezone)
+                return self.schedule.next_fire(previous_fire_time, self.timezone)
+            return self.schedule.next_fire(now - timedelta(microseconds=1), self.timezone)
 
         def __str__(self) -> str:
             return f"cron[{self.schedule.text!r}, {self.timezone}]"
@@ -223,10 +230,11 @@ def _parse_item(item: str, field: _Field, whole: str) -> Iterable[int]:
         if not step_text.isdigit() or int(step_text) == 0:
             raise CronError(f"{where}: step {step_text!r} must be a whole number above 0")
         step = int(step_text)
+    # `*` and `N/step` run to the field's end; for the week that is Saturday (6): each day
+    # once, not Sunday twice.
+    end = 6 if field.name == "day of week" else field.high
     if body == "*":
-        low, high = field.low, field.high
-        if field.name == "day of week":
-            high = 6  # `*` is each day once, not Sunday twice
+        low, high = field.low, end
     elif "-" in body:
         first, _, last = body.partition("-")
         low, high = _value(first, field, where), _value(last, field, where)
@@ -240,7 +248,7 @@ def _parse_item(item: str, field: _Field, whole: str) -> Iterable[int]:
     else:
         low = _value(body, field, where)
         # `5/15` is `5-59/15` (cronie, croniter); a bare value is just itself.
-        high = field.high if slash else low
+        high = end if slash else low
     return range(low, high + 1, step)
 
 

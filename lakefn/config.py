@@ -346,7 +346,7 @@ def parse_config_with_lines(
     try:
         data, lines = load_with_lines(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([_yaml_issue(exc, file)]) from None
+        raise ConfigError([_yaml_issue(exc, file, text)]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -361,7 +361,16 @@ def parse_config_with_lines(
     return config, lines
 
 
-def _yaml_issue(exc: yaml.YAMLError, file: str) -> ConfigIssue:
+def _yaml_issue(exc: yaml.YAMLError, file: str, text: str) -> ConfigIssue:
+    if isinstance(exc, yaml.reader.ReaderError):  # no mark: a position in the text
+        line = text.count("\n", 0, exc.position) + 1
+        character = exc.character
+        message = (
+            f"bytes {character!r} are not UTF-8"
+            if isinstance(character, bytes)
+            else f"character {chr(character)!r} is not allowed in a YAML file"
+        )
+        return ConfigIssue(file, line, "", f"YAML: {message}")
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else 1
     problem = getattr(exc, "problem", None) or str(exc)
