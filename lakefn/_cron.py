@@ -178,11 +178,16 @@ def _instant(wall: datetime, tz: tzinfo, *, skip_gap: bool) -> datetime | None:
     raise CronError(f"no local time after {wall} in {tz}")  # pragma: no cover
 
 
-@functools.cache
 def _trigger_class() -> type:
-    # Built on first use: importing lakefn must not import APScheduler.
+    # Built on first use: importing lakefn must not import APScheduler. Keyed by the base
+    # class, so a re-imported APScheduler (pytester does that) gets a subclass of its own.
     from apscheduler.triggers.base import BaseTrigger
 
+    return _subclass_of(BaseTrigger)
+
+
+@functools.cache
+def _subclass_of(BaseTrigger: type) -> type:  # noqa: N803 - it stands for the class
     class CrontabTrigger(BaseTrigger):  # type: ignore[misc]
         """APScheduler 3 trigger computing fire times with `CronSchedule.next_fire`.
 

@@ -13,12 +13,10 @@ from ._exceptions import TableNameError
 
 _BARE = re.compile(r"[A-Za-z0-9_]+")
 _MAX_PART = 255
-# Unity Catalog forbids these in object names, quoted or not, besides control characters and
-# DEL; `source: local` would also read `..` and `/` as paths out of its catalog folder. A space
-# is forbidden too, but only app.yaml is held to that (`TableName.check_unity`): names parsed
-# for SQL quoting may carry one.
-_FORBIDDEN = "./"
-_FORBIDDEN_NAMES = {".": "a period", "/": "a slash"}
+# Unity Catalog forbids these in object names, quoted or not (control characters and DEL are
+# refused for every name). app.yaml is held to them (`TableName.check_unity`); a name parsed
+# only to be quoted for SQL, or a local table made with `lakefn tables`, may carry them.
+_NOT_IN_UNITY = {".": "a period", "/": "a slash", " ": "a space"}
 
 
 def _split(text: str) -> list[str]:
@@ -49,10 +47,6 @@ def _split(text: str) -> list[str]:
             part, i = m.group(0), m.end()
         if any(ord(c) < 32 or ord(c) == 127 for c in part):
             raise TableNameError(text, "control character in name")
-        forbidden = sorted({c for c in part if c in _FORBIDDEN}, key=_FORBIDDEN.index)
-        if forbidden:
-            listed = " or ".join(_FORBIDDEN_NAMES[c] for c in forbidden)
-            raise TableNameError(text, f"Unity Catalog names cannot contain {listed}")
         if len(part) > _MAX_PART:
             raise TableNameError(text, f"part longer than {_MAX_PART} characters")
         parts.append(part)
@@ -84,9 +78,13 @@ class TableName:
         return cls(*parts)
 
     def check_unity(self) -> TableName:
-        """This name, or TableNameError if Unity Catalog could not hold it (a space)."""
-        if any(" " in part for part in self.parts):
-            raise TableNameError(str(self), "Unity Catalog names cannot contain a space")
+        """This name, or TableNameError if Unity Catalog could not hold it: a part with a
+        period (so `..` too), a slash or a space. Such a table can only be local, and there
+        `..` and `/` would be paths out of the catalog folder."""
+        found = [name for c, name in _NOT_IN_UNITY.items() if any(c in p for p in self.parts)]
+        if found:
+            listed = " or ".join(found)
+            raise TableNameError(str(self), f"Unity Catalog names cannot contain {listed}")
         return self
 
     @property

@@ -385,7 +385,9 @@ def _capped(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     if len(issues) <= MAX_ISSUES:
         return issues
     rest = issues[MAX_ISSUES]
-    more = f"... and {len(issues) - MAX_ISSUES} more problems from here on; fix the ones above first"
+    more = (
+        f"... and {len(issues) - MAX_ISSUES} more problems from here on; fix the ones above first"
+    )
     return [*issues[:MAX_ISSUES], ConfigIssue(rest.file, rest.line, "", more)]
 
 

@@ -101,10 +101,7 @@ def _assert_agree(expr: str, tz: str, ours: list[datetime], theirs: list[datetim
 def test_a_year_of_fire_times_matches_croniter(tz: str) -> None:
     end = YEAR_START + timedelta(days=366)
     for expr in HAND:
-        if expr == "@hourly":
-            stop = YEAR_START + timedelta(days=40)
-        else:
-            stop = end
+        stop = YEAR_START + timedelta(days=40) if expr == "@hourly" else end  # 24 a day
         ours = _lakefn_times(expr, tz, YEAR_START, stop)
         assert ours, expr
         _assert_agree(expr, tz, ours, _croniter_times(expr, tz, YEAR_START, stop))
@@ -250,7 +247,9 @@ def test_day_of_month_or_day_of_week_when_both_are_restricted() -> None:
 
 @pytest.mark.parametrize("schedule", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"])
 def test_a_schedule_that_can_never_fire_is_refused(project, schedule: str) -> None:
-    text = f"functions:\n  - name: t\n    trigger:\n      type: timer\n      schedule: '{schedule}'\n"
+    text = (
+        f"functions:\n  - name: t\n    trigger:\n      type: timer\n      schedule: '{schedule}'\n"
+    )
     with pytest.raises(ConfigError) as info:
         parse_config(text, "proj/app.yaml")
     (problem,) = [str(i) for i in info.value.issues]
@@ -323,14 +322,18 @@ def test_a_time_the_clocks_skip_fires_at_the_change() -> None:
         "2025-03-31T02:30:00+02:00",
         "2025-04-01T02:30:00+02:00",
     ]
-    quarter = next_fire_times("*/15 * * * *", "Europe/Paris", datetime(2025, 3, 30, 0, 40, tzinfo=UTC), 4)
+    quarter = next_fire_times(
+        "*/15 * * * *", "Europe/Paris", datetime(2025, 3, 30, 0, 40, tzinfo=UTC), 4
+    )
     assert [t.isoformat() for t in quarter] == [
         "2025-03-30T01:45:00+01:00",
         "2025-03-30T03:00:00+02:00",  # 02:00..02:45 do not exist: a wildcard job goes on
         "2025-03-30T03:15:00+02:00",
         "2025-03-30T03:30:00+02:00",
     ]
-    hourly = next_fire_times("7 * * * *", "Europe/Paris", datetime(2025, 3, 30, 0, 0, tzinfo=UTC), 2)
+    hourly = next_fire_times(
+        "7 * * * *", "Europe/Paris", datetime(2025, 3, 30, 0, 0, tzinfo=UTC), 2
+    )
     assert [t.isoformat() for t in hourly] == [
         "2025-03-30T01:07:00+01:00",
         "2025-03-30T03:07:00+02:00",  # no 02:07 that night, and no extra run at 03:00
@@ -350,7 +353,9 @@ def test_a_time_the_clocks_repeat_fires_once() -> None:
         "2025-10-26T00:30:00+00:00",
         "2025-10-26T01:30:00+00:00",  # croniter's second run, which lakefn does not make
     ]
-    half = next_fire_times("*/30 * * * *", "Europe/Paris", datetime(2025, 10, 25, 23, 45, tzinfo=UTC), 4)
+    half = next_fire_times(
+        "*/30 * * * *", "Europe/Paris", datetime(2025, 10, 25, 23, 45, tzinfo=UTC), 4
+    )
     assert [t.isoformat() for t in half] == [
         "2025-10-26T02:00:00+02:00",
         "2025-10-26T02:30:00+02:00",
