@@ -1,5 +1,8 @@
 """Timer triggers: 5-field cron on APScheduler 3, running on the server's event loop.
 
+The schedule means what crontab(5) says; lakefn computes its fire times (`lakefn._cron`) and
+APScheduler only runs them.
+
 A tick that comes while the previous run of the same function is still going is skipped
 (APScheduler's `max_instances=1`) and the skip is recorded in the journal. A tick that starts
 more than `PAST_DUE_GRACE` seconds after its scheduled time is handed over with `past_due`.
