@@ -445,9 +445,14 @@ def edited(draw: st.DrawFn) -> str:
     lines = VALID.splitlines()
     for _ in range(draw(st.integers(1, 4))):
         index = draw(st.integers(0, len(lines) - 1))
-        action = draw(st.sampled_from(["delete", "duplicate", "insert", "replace", "indent"]))
+        action = draw(
+            st.sampled_from(["delete", "duplicate", "insert", "replace", "indent", "value"])
+        )
         if action == "delete" and len(lines) > 1:
             del lines[index]
+        elif action == "value" and ": " in lines[index]:  # a whole new value for a key
+            key = lines[index].split(": ", 1)[0]
+            lines[index] = f"{key}: {draw(st.one_of(SPECIAL, st.text(max_size=8)))}"
         elif action == "duplicate":
             lines.insert(index, lines[index])
         elif action == "indent":
