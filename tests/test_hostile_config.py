@@ -141,6 +141,15 @@ def test_a_value_yaml_cannot_read_is_a_config_error() -> None:
     ]
 
 
+def test_a_file_of_thousands_of_problems_lists_the_first_50_and_counts_the_rest() -> None:
+    problems = _issues("".join(f"k{i}: {i}\n" for i in range(3000)))
+    assert len(problems) == 51
+    assert problems[0] == "proj/app.yaml:1: k0: unknown field"
+    assert problems[-1] == (
+        "proj/app.yaml:51: ... and 2950 more problems from here on; fix the ones above first"
+    )
+
+
 def test_a_300_character_function_name_is_refused(project) -> None:
     name = "f" * 300
     (problem,) = _issues(
