@@ -13,6 +13,10 @@ from ._exceptions import TableNameError
 
 _BARE = re.compile(r"[A-Za-z0-9_]+")
 _MAX_PART = 255
+# Unity Catalog forbids these in object names, quoted or not (control characters and DEL are
+# refused for every name). app.yaml is held to them (`TableName.check_unity`); a name parsed
+# only to be quoted for SQL, or a local table made with `lakefn tables`, may carry them.
+_NOT_IN_UNITY = {".": "a period", "/": "a slash", " ": "a space"}
 
 
 def _split(text: str) -> list[str]:
@@ -72,6 +76,16 @@ class TableName:
         if len(parts) != 3:
             raise TableNameError(text, f"{len(parts)} part{'s' if len(parts) != 1 else ''}")
         return cls(*parts)
+
+    def check_unity(self) -> TableName:
+        """This name, or TableNameError if Unity Catalog could not hold it: a part with a
+        period (so `..` too), a slash or a space. Such a table can only be local, and there
+        `..` and `/` would be paths out of the catalog folder."""
+        found = [name for c, name in _NOT_IN_UNITY.items() if any(c in p for p in self.parts)]
+        if found:
+            listed = " or ".join(found)
+            raise TableNameError(str(self), f"Unity Catalog names cannot contain {listed}")
+        return self
 
     @property
     def parts(self) -> tuple[str, str, str]:

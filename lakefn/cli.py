@@ -178,6 +178,8 @@ def _validate(args: argparse.Namespace) -> int:
     for fn in project.config.functions:
         kinds[fn.kind] = kinds.get(fn.kind, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in kinds.items()) or "no functions"
+    for warning in project.warnings:
+        print(f"WARNING {warning}", file=sys.stderr)
     print(f"{project.path}: ok ({len(registry.names)} functions: {summary})")
     return 0
 

@@ -6,6 +6,7 @@ reports every problem of a file at once, each with file, line and field.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,9 +22,10 @@ from pydantic import (
     model_validator,
 )
 
+from . import _operations
 from ._exceptions import ConfigError, ConfigIssue, TableNameError
 from ._tablename import TableName
-from ._yaml import Path_, line_of, load_with_lines
+from ._yaml import MAX_FILE_BYTES, Path_, YamlLimitError, line_of, load_with_lines
 
 #: routes the server serves itself (FastAPI's docs and lakefn's own)
 RESERVED_ENDPOINTS = (
@@ -38,10 +40,35 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 TABLE_SOURCES = ("auto", "local", "warehouse", "spark", "recorded")
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 _FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: a function's name becomes a file name (functions/<name>_function.py) and a job name
+MAX_FUNCTION_NAME = 100
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: longest first wait between two attempts, in seconds
+MAX_BACKOFF_SECONDS = 3600.0
+#: retry waits double per attempt up to this many seconds (or backoff_seconds, if longer)
+MAX_RETRY_WAIT = 300.0
+#: largest table version `start` may name (Delta versions are 64-bit)
+MAX_VERSION = 2**63 - 1
+#: problems listed for one file; past that, a count (a file of garbage is not 30,000 lines)
+MAX_ISSUES = 50
+#: routes lakefn serves itself, by method: a catch-all function route may shadow them
+LAKEFN_ROUTES = (
+    ("GET", "/"),
+    ("GET", "/healthz"),
+    ("GET", "/lakefn/functions"),
+    ("GET", "/lakefn/invocations"),
+    ("GET", "/lakefn/tables"),
+    ("POST", "/lakefn/functions/name/invoke"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+    ("GET", "/openapi.json"),
+)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: `.inf` and `.nan` are YAML floats, and no setting of lakefn means either.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EnvVar(_Model):
@@ -51,13 +78,35 @@ class EnvVar(_Model):
     value: str | None = None
     value_from: str | None = Field(default=None, alias="valueFrom")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # os.environ refuses "" and "=" (or keeps a name that can never be read back) and NUL.
+        if not _ENV_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not an environment variable name: use letters, digits and "
+                "underscores, not starting with a digit"
+            )
+        return value
 
     @field_validator("value", mode="before")
     @classmethod
     def _stringify(cls, value: Any) -> Any:
         # YAML turns `value: 8000` into an int; the environment only holds strings.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{value} is not a number an environment value can hold; quote it")
         return str(value) if isinstance(value, (int, float, bool)) else value
+
+    @field_validator("value", "value_from")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("contains a NUL character, which no environment value can hold")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvVar:
@@ -68,7 +117,14 @@ class EnvVar(_Model):
 
 class RetryPolicy(_Model):
     max_attempts: int = Field(default=1, ge=1, le=100)
-    backoff_seconds: float = Field(default=1.0, ge=0)
+    backoff_seconds: float = Field(default=1.0, ge=0, le=MAX_BACKOFF_SECONDS)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based): backoff_seconds, doubling
+        per attempt, capped at MAX_RETRY_WAIT (or at backoff_seconds when that is longer)."""
+        cap = max(MAX_RETRY_WAIT, self.backoff_seconds)
+        exponent = min(max(attempt - 1, 0), 64)  # 2**64 times any backoff is past the cap
+        return float(min(self.backoff_seconds * 2.0**exponent, cap))
 
 
 class HttpTrigger(_Model):
@@ -101,7 +157,25 @@ class HttpTrigger(_Model):
             raise ValueError(
                 f"endpoint {value!r}: path parameters are names, e.g. /items/{{item_id}}"
             )
+        _reachable(value)
         return value
+
+
+def _reachable(endpoint: str) -> None:
+    # A request can never arrive at these paths: clients cut `?` and `#` off as query and
+    # fragment, and collapse `.`/`..` segments; `//` is a URL's authority marker to many.
+    bad = next((c for c in endpoint if ord(c) < 33 or ord(c) == 127), None)
+    if bad is not None:
+        raise ValueError(f"endpoint {endpoint!r} contains a space or control character")
+    for part, why in (("?", "starts the query string"), ("#", "starts a fragment")):
+        if part in endpoint:
+            raise ValueError(f"endpoint {endpoint!r}: {part!r} {why}, so no request reaches it")
+    if "//" in endpoint:
+        raise ValueError(f"endpoint {endpoint!r} has an empty segment ('//')")
+    if any(segment in (".", "..") for segment in endpoint.split("/")):
+        raise ValueError(
+            f"endpoint {endpoint!r} has a '.' or '..' segment, which clients resolve away"
+        )
 
 
 class TimerTrigger(_Model):
@@ -112,17 +186,12 @@ class TimerTrigger(_Model):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
+        from ._cron import CronError, CronSchedule
 
-        if len(value.split()) != 5:
-            raise ValueError(
-                f"schedule {value!r} is not a 5-field cron expression "
-                "(minute hour day-of-month month day-of-week)"
-            )
         try:
-            CronTrigger.from_crontab(value, timezone="UTC")
-        except ValueError as exc:
-            raise ValueError(f"bad cron schedule {value!r}: {exc}") from None
+            CronSchedule.parse(value)
+        except CronError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("timezone")
@@ -148,10 +217,10 @@ class TableTrigger(_Model):
 
     @field_validator("operations")
     @classmethod
-    def _upper(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    def _known(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         if value is not None and not value:
             raise ValueError("operations must list at least one operation, or be left out")
-        return None if value is None else tuple(op.strip().upper() for op in value)
+        return None if value is None else tuple(_operations.check(op) for op in value)
 
     @field_validator("table_name")
     @classmethod
@@ -165,14 +234,14 @@ class TableTrigger(_Model):
             not isinstance(value, int) and value not in ("latest", "earliest")
         ):
             raise ValueError(f"start must be latest, earliest or a version number, not {value!r}")
-        if isinstance(value, int) and value < 0:
-            raise ValueError("start version must be 0 or more")
+        if isinstance(value, int) and not 0 <= value <= MAX_VERSION:
+            raise ValueError(f"start version must be between 0 and {MAX_VERSION}")
         return value
 
 
 def _check_table_name(value: str | None) -> str | None:
     if value is not None:
-        TableName.parse(value)  # raises TableNameError, a ValueError
+        TableName.parse(value).check_unity()  # raises TableNameError, a ValueError
     return value
 
 
@@ -220,6 +289,11 @@ class FunctionConfig(_Model):
             raise ValueError(
                 f"{value!r} is not a valid function name: use letters, digits and underscores, "
                 "not starting with a digit (it names functions/<name>_function.py)"
+            )
+        if len(value) > MAX_FUNCTION_NAME:
+            raise ValueError(
+                f"function name is {len(value)} characters long; the limit is "
+                f"{MAX_FUNCTION_NAME} (it names functions/<name>_function.py)"
             )
         return value
 
@@ -325,7 +399,12 @@ def load_config(path: str | Path) -> AppConfig:
 def read_config(path: Path) -> tuple[AppConfig, dict[Path_, int]]:
     shown = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)  # never more: the file may be huge
+        if len(raw) > MAX_FILE_BYTES:
+            message = f"larger than {MAX_FILE_BYTES:,} bytes; lakefn reads app.yaml up to that"
+            raise ConfigError([ConfigIssue(shown, 1, "", message)])
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError([ConfigIssue(shown, None, "", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -344,10 +423,7 @@ def parse_config_with_lines(
     try:
         data, lines = load_with_lines(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigIssue(file, line, "", f"YAML syntax: {problem}")]) from None
+        raise ConfigError([_yaml_issue(exc, file, text)]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -358,8 +434,38 @@ def parse_config_with_lines(
     except ValidationError as exc:
         issues = _issues_from(exc, file, lines, data) + issues
     if issues:
-        raise ConfigError(sorted(issues, key=lambda i: i.line or 0))
+        raise ConfigError(_capped(sorted(issues, key=lambda i: i.line or 0)))
     return config, lines
+
+
+def _yaml_issue(exc: yaml.YAMLError, file: str, text: str) -> ConfigIssue:
+    if isinstance(exc, yaml.reader.ReaderError):  # no mark: a position in the text
+        line = text.count("\n", 0, exc.position) + 1
+        character = exc.character
+        message = (
+            f"bytes {character!r} are not UTF-8"
+            if isinstance(character, bytes)
+            else f"character {chr(character)!r} is not allowed in a YAML file"
+        )
+        return ConfigIssue(file, line, "", f"YAML: {message}")
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark is not None else 1
+    problem = getattr(exc, "problem", None) or str(exc)
+    if isinstance(exc, YamlLimitError):
+        return ConfigIssue(file, line, "", f"refused: {problem}")
+    if isinstance(exc, (yaml.scanner.ScannerError, yaml.parser.ParserError)):
+        return ConfigIssue(file, line, "", f"YAML syntax: {problem}")
+    return ConfigIssue(file, line, "", f"YAML: {problem}")
+
+
+def _capped(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    if len(issues) <= MAX_ISSUES:
+        return issues
+    rest = issues[MAX_ISSUES]
+    more = (
+        f"... and {len(issues) - MAX_ISSUES} more problems from here on; fix the ones above first"
+    )
+    return [*issues[:MAX_ISSUES], ConfigIssue(rest.file, rest.line, "", more)]
 
 
 def _issues_from(
@@ -371,7 +477,10 @@ def _issues_from(
         message = _message(error)
         if loc[-1:] == ("table_name",) or "Unity table name" in message:
             loc = _table_name_path(loc, data)
-        issues.append(ConfigIssue(file, line_of(lines, loc), _dotted(loc), message))
+        line = line_of(lines, loc)
+        if error["type"] == "union_tag_invalid":
+            line = line_of(lines, (*loc, "type"))  # the wrong value, not `trigger:`
+        issues.append(ConfigIssue(file, line, _dotted(loc), message))
     return _dedupe(issues)
 
 
@@ -424,6 +533,8 @@ def _message(error: Any) -> str:
         )
     if kind == "union_tag_not_found":
         return "trigger needs a `type`: one of 'http', 'timer', 'unity_table'"
+    if kind == "finite_number":
+        return "must be a finite number (not .inf or .nan)"
     if kind in ("value_error", "assertion_error"):
         original = ctx.get("error")
         if isinstance(original, TableNameError):
@@ -488,3 +599,39 @@ def _cross_checks(data: dict[str, Any], file: str, lines: dict[Path_, int]) -> l
 def _route_shape(endpoint: str) -> str:
     # /items/{id} and /items/{item} are the same route to Starlette.
     return re.sub(r"\{[^}/]*\}", "{}", endpoint.rstrip("/") or "/")
+
+
+def config_warnings(config: AppConfig, lines: dict[Path_, int], file: str) -> list[ConfigIssue]:
+    """What is valid but likely not what was meant: function routes that also match lakefn's
+    own routes (lakefn's own answer those paths, so the function never sees them)."""
+    warnings = []
+    for index, fn in enumerate(config.functions):
+        trigger = fn.trigger
+        if not isinstance(trigger, HttpTrigger):
+            continue
+        pattern = _route_regex(trigger.endpoint)
+        shadowed = [
+            path
+            for method, path in LAKEFN_ROUTES
+            if method == trigger.method and pattern.fullmatch(path)
+        ]
+        if shadowed:
+            at: Path_ = ("functions", index, "trigger", "endpoint")
+            paths = ", ".join(p.replace("/name/", "/{name}/") for p in shadowed)
+            message = (
+                f"{trigger.method} {trigger.endpoint} also matches lakefn's own {paths}; "
+                "lakefn answers those itself, so this function is not called for them"
+            )
+            warnings.append(ConfigIssue(file, line_of(lines, at), _dotted(at), message))
+    return warnings
+
+
+def _route_regex(endpoint: str) -> re.Pattern[str]:
+    # As Starlette compiles paths: {x} is one segment, {x:path} any rest, trailing / optional.
+    out, last = "", 0
+    for match in re.finditer(r"\{[A-Za-z_][A-Za-z0-9_]*(:path)?\}", endpoint):
+        out += re.escape(endpoint[last : match.start()])
+        out += ".*" if match.group(1) else "[^/]+"
+        last = match.end()
+    out += re.escape(endpoint[last:])
+    return re.compile(out.rstrip("/") + "/?" if out != "/" else "/")

@@ -80,7 +80,7 @@ class Invoker:
             if invocation.ok:
                 return invocation
             if attempt < attempts:
-                delay = policy.backoff_seconds * (2 ** (attempt - 1))
+                delay = policy.delay(attempt)
                 logger.warning(
                     "[%s] %s failed (attempt %d of %d): %s; retrying in %.3g s",
                     invocation_id,

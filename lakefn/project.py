@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ._exceptions import ConfigError, ConfigIssue
 from ._yaml import Path_, line_of
-from .config import AppConfig, read_config
+from .config import AppConfig, config_warnings, read_config
 from .functions import FunctionRegistry
 
 logger = logging.getLogger("lakefn")
@@ -22,6 +22,8 @@ class Project:
     path: Path
     config: AppConfig
     lines: dict[Path_, int] = field(default_factory=dict, repr=False, compare=False)
+    #: valid but likely unintended settings, each with file and line (`lakefn validate` shows them)
+    warnings: tuple[ConfigIssue, ...] = field(default=(), compare=False)
 
     @property
     def root(self) -> Path:
@@ -80,7 +82,8 @@ def load_project(path: str | os.PathLike[str] | None = None, *, apply_env: bool 
     """Read and validate app.yaml (schema only: see `load_functions` for the modules)."""
     app_yaml = find_app_yaml(path)
     config, lines = read_config(app_yaml)
-    project = Project(app_yaml, config, lines)
+    warnings = tuple(config_warnings(config, lines, str(app_yaml)))
+    project = Project(app_yaml, config, lines, warnings)
     if apply_env:
         project.apply_env()
     return project

@@ -78,7 +78,7 @@ def test_optional_settings_are_read() -> None:
             trigger:
               type: unity_table
               check_interval: 0.25
-              table_name: "`my-cat`.sales.`order items`"
+              table_name: "`my-cat`.sales.`order-items`"
               operations: [write, MERGE]
               start: 7
         """.replace("\n        ", "\n")
@@ -87,8 +87,8 @@ def test_optional_settings_are_read() -> None:
     assert fn.retry.max_attempts == 3 and fn.retry.backoff_seconds == 0.5 and fn.timeout == 2.5
     assert fn.trigger.operations == ("WRITE", "MERGE")  # type: ignore[union-attr]
     assert fn.trigger.start == 7 and fn.trigger.check_interval == 0.25  # type: ignore[union-attr]
-    assert fn.table is not None and fn.table.parts == ("my-cat", "sales", "order items")
-    assert fn.table.sql == "`my-cat`.`sales`.`order items`"
+    assert fn.table is not None and fn.table.parts == ("my-cat", "sales", "order-items")
+    assert fn.table.sql == "`my-cat`.`sales`.`order-items`"
 
 
 def _problems(text: str) -> list[str]:
@@ -101,7 +101,7 @@ BAD = {
     "yaml syntax": ("functions: [\n  {name: a,\n", "proj/app.yaml:3", "YAML syntax"),
     "unknown trigger type": (
         "functions:\n  - name: a\n    trigger:\n      type: webhook\n",
-        "proj/app.yaml:3: functions[0].trigger:",
+        "proj/app.yaml:4: functions[0].trigger:",
         "unknown trigger type 'webhook'",
     ),
     "missing field": (

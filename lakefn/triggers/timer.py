@@ -1,5 +1,8 @@
 """Timer triggers: 5-field cron on APScheduler 3, running on the server's event loop.
 
+The schedule means what crontab(5) says; lakefn computes its fire times (`lakefn._cron`) and
+APScheduler only runs them.
+
 A tick that comes while the previous run of the same function is still going is skipped
 (APScheduler's `max_instances=1`) and the skip is recorded in the journal. A tick that starts
 more than `PAST_DUE_GRACE` seconds after its scheduled time is handed over with `past_due`.
@@ -12,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from .._cron import CronSchedule
 from .._exceptions import WrongTrigger
 from ..config import TimerTrigger
 from ..events import TimerEvent
@@ -30,9 +34,8 @@ PAST_DUE_GRACE = 1.0
 
 
 def cron_trigger(trigger: TimerTrigger) -> Any:
-    from apscheduler.triggers.cron import CronTrigger
-
-    return CronTrigger.from_crontab(trigger.schedule, timezone=trigger.timezone)
+    """The APScheduler trigger for a timer: crontab(5) semantics, in the trigger's timezone."""
+    return CronSchedule.parse(trigger.schedule).trigger(trigger.timezone)
 
 
 class TimerRunner:
