@@ -1,9 +1,13 @@
 """A Databricks table's identity through `DESCRIBE DETAIL`, for the warehouse and Spark sources.
 
-DESCRIBE DETAIL returns one row whose `id` column is the Delta metadata id, a UUID that DROP
-TABLE + CREATE TABLE under the same name gives anew (CREATE OR REPLACE keeps it: the history
-goes on, so nothing needs redelivering). It reads the table's latest snapshot, so the watcher
-asks for it only when there is news, never on an idle check.
+DESCRIBE DETAIL returns one row whose `id` column is the Delta metadata id of the latest
+snapshot, a UUID that DROP TABLE + CREATE TABLE under the same name gives anew. It reads that
+snapshot, so the watcher asks for it only when there is news, never on an idle check.
+
+Caveat: open-source Delta's REPLACE TABLE / CREATE OR REPLACE TABLE commits metadata with a
+fresh id too, while the versions go on (CreateDeltaTableCommand.replaceMetadataIfNecessary);
+the watcher then takes the table for a recreated one. The local source reads the id of the
+version-0 commit instead, which a REPLACE leaves alone.
 """
 
 from __future__ import annotations
