@@ -41,3 +41,16 @@ check: setup
 
 clean:
 	rm -rf $(VENV) .lakefn
+
+# The notebook panel on ipywidgets 7 (Databricks runtimes may ship 7): a venv of its own, since
+# the dev venv has ipywidgets 8. IPYW7 names the venv; it is built once and reused.
+IPYW7 ?= build/venv-ipywidgets7
+.PHONY: test-ipywidgets7
+test-ipywidgets7: $(IPYW7)/.installed
+	$(IPYW7)/bin/pip list 2>/dev/null | grep -E '^ipywidgets +7\.'
+	$(IPYW7)/bin/pytest tests/test_notebook_panel.py tests/test_notebook_magics.py
+
+$(IPYW7)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(IPYW7)
+	$(IPYW7)/bin/pip install --quiet 'ipywidgets>=7.7,<8' ipython ipykernel nest_asyncio pytest pytest-asyncio pytest-timeout -e .
+	touch $@

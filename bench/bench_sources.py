@@ -3,7 +3,8 @@
 A Databricks warehouse or cluster is billed by the work DESCRIBE HISTORY does, and that work is
 the commit files it reads: one per row it returns (Spark without LIMIT reads them all). The
 doubles of tests/fakes count those rows and the statements sent. Each source runs the watcher's
-sequence (latest_version, then commits_since(last, 1,000) when there is news) on:
+sequence (latest_version, then, when there is news, table_id - one DESCRIBE DETAIL, no history
+row; the code before had none - and commits_since(last, 1,000)) on:
 
 1. an idle check of a 10,000-commit table,
 2. a check that finds 1 new commit, and one that finds 10,
@@ -108,6 +109,7 @@ def check(source: TableSource, last: int) -> list[int]:
     """One watcher check after `last`: the versions it would hand over."""
     if source.latest_version(TABLE) <= last:
         return []
+    source.table_id(TABLE)  # news: the watcher reads the table's identity (one DESCRIBE DETAIL)
     return [c.version for c in source.commits_since(TABLE, last, MAX_BATCH)]
 
 

@@ -199,6 +199,9 @@ class _TestSource(TableSource):
     def changes(self, table: TableName, start: int, end: int) -> pa.Table:
         return self._for(table).changes(table, start, end)
 
+    def table_id(self, table: TableName) -> str | None:
+        return self._for(table).table_id(table)
+
     def close(self) -> None:
         self.local.close()
         self.recorded.close()

@@ -12,12 +12,16 @@ from typing import Any
 import httpx
 import ipywidgets as widgets
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 
 from lakefn.notebook import Session
 from lakefn.notebook.links import build_link, databricks_context, local_url
 from lakefn.notebook.panel import Panel
 
-from .test_notebook_magics import sample  # noqa: F401 - the fixture
+from .test_notebook_magics import ip, sample  # noqa: F401 - the fixtures
+
+VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture
@@ -60,7 +64,37 @@ def test_a_row_per_function_with_the_right_controls(session: Session) -> None:
     assert simulate.description == "Simulate"
     assert "_data.tpch.dim_customer" in panel.tables.value
     assert "not serving" in panel.status.value and panel.serve_button.description == "Serve"
-    assert "application/vnd.jupyter.widget-view+json" in panel._repr_mimebundle_()
+
+
+def shown(ip: InteractiveShell, value: Any) -> list[dict[str, Any]]:  # noqa: F811
+    """What a kernel sends for a cell whose value is `value` (ipykernel's displayhook formats it
+    with the shell's display formatter): the formatted data, or what the object displayed."""
+    with capture_output() as captured:
+        data, _ = ip.display_formatter.format(value)
+    return [output.data for output in captured.outputs] + ([data] if data else [])
+
+
+def displayed(ip: InteractiveShell, cell: str) -> list[dict[str, Any]]:  # noqa: F811
+    with capture_output() as captured:
+        ip.run_cell(cell).raise_error()
+    return [output.data for output in captured.outputs]
+
+
+def test_the_panel_magic_shows_the_widget_in_the_cell(
+    ip: InteractiveShell,  # noqa: F811
+    sample: Path,  # noqa: F811
+) -> None:
+    # ipywidgets 8 shows widgets through their mime bundle, 7 through _ipython_display_ (which
+    # 8 lacks): the same widget view either way. `make test-ipywidgets7` runs this on 7.
+    ip.run_line_magic("lakefn", f"load {sample}")
+    panel = ip.run_line_magic("lakefn", "panel")  # the cell's value
+    ip.user_ns["panel"] = panel
+    for data in (*shown(ip, panel), *displayed(ip, "display(panel)")):
+        assert data[VIEW]["model_id"] == panel.widget.model_id, data
+    assert len(shown(ip, panel)) == len(displayed(ip, "display(panel)")) == 1
+    panel.close()  # a closed widget cannot render: its text stands in, and nothing fails
+    [data] = shown(ip, panel)
+    assert VIEW not in data and "lakefn" in data["text/plain"]
 
 
 @pytest.mark.parametrize("serving", [False, True], ids=["stopped", "serving"])

@@ -127,12 +127,15 @@ def test_other_spark_failures_are_source_unavailable(spark: SparkSession) -> Non
     spark.sql = broken  # type: ignore[method-assign]
     with pytest.raises(SourceUnavailable, match="INSUFFICIENT_PERMISSIONS"):
         SparkSource(spark).latest_version(TABLE)
+    with pytest.raises(SourceUnavailable, match="INSUFFICIENT_PERMISSIONS"):
+        SparkSource(spark).table_id(TABLE)
 
 
 def test_strange_names_reach_spark_only_quoted(catalog: FakeCatalog, source: SparkSource) -> None:
     name = TableName.parse("a.b.`c`` ; --`")
     catalog.add(name.parts, FakeTable(commits(2)))
     assert [c.version for c in source.commits_since(name, -1)] == [0, 1]
+    assert source.table_id(name) == catalog.tables[name.parts].table_id
 
 
 def test_notebook_spark_is_found(monkeypatch: pytest.MonkeyPatch, spark: SparkSession) -> None:

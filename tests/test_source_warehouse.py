@@ -264,6 +264,7 @@ def test_strange_names_reach_sql_only_quoted(
     assert source.latest_version(name) == 1
     assert [c.version for c in source.commits_since(name, -1)] == [0, 1]
     assert source.changes(name, 0, 1).num_rows == 2
+    assert source.table_id(name) == catalog.tables[name.parts].table_id
     assert warehouse.rejected == []
 
 

@@ -88,7 +88,10 @@ def _local(history: History) -> TableSource:
 
 def _catalog(history: History) -> FakeCatalog:
     catalog = FakeCatalog()
-    catalog.mirror(TABLE.parts, [dict(c.raw) for c in history.commits], history.changes)
+    real_id = DeltaTable(str(path_for(history.root, TABLE))).metadata().id
+    catalog.mirror(
+        TABLE.parts, [dict(c.raw) for c in history.commits], history.changes, table_id=real_id
+    )
     return catalog
 
 
@@ -197,6 +200,16 @@ def test_unknown_table_is_table_not_found(source: TableSource) -> None:
         source.latest_version(other)
     with pytest.raises(TableNotFound):
         source.commits_since(other, -1)
+    if not isinstance(source, RecordedSource):  # it knows no identity of a table it never saw
+        with pytest.raises(TableNotFound):
+            source.table_id(other)
+
+
+@pytest.mark.parametrize("name", ["local", "warehouse-pairs", "warehouse-json", "spark"])
+def test_the_table_id_is_the_delta_table_id(name: str, history: History) -> None:
+    # What a recreated table is recognised by: the same id whichever source reads it.
+    source = SOURCES[name](history)
+    assert source.table_id(TABLE) == DeltaTable(str(path_for(history.root, TABLE))).metadata().id
 
 
 # -- Databricks sources: history through DESCRIBE HISTORY ... LIMIT n only ------------------
@@ -216,6 +229,9 @@ class Databricks:
 
     def history_queries(self) -> list[str]:
         return [q for q in self.double.queries if q.startswith("DESCRIBE HISTORY")]
+
+    def detail_queries(self) -> list[str]:
+        return [q for q in self.double.queries if q.startswith("DESCRIBE DETAIL")]
 
     def on_each_query(self, hook: Callable[[str], None]) -> None:
         self.double.after_query = hook
@@ -338,6 +354,41 @@ def test_kept_rows_of_a_dropped_and_recreated_table_are_not_served(kind: str) ->
     assert db.double.history_rows > read + 1
 
 
+def test_a_dropped_and_created_table_has_a_new_table_id(kind: str) -> None:
+    db = databricks(kind, 5)
+    first = db.source.table_id(TABLE)
+    assert first == db.table.table_id and re.fullmatch(r"[0-9a-f-]{36}", first)
+    assert db.source.table_id(TABLE) == first  # the same table, the same id
+    db.double.catalog.recreate(TABLE.parts, commits=8)
+    second = db.source.table_id(TABLE)
+    assert second is not None and second != first
+    assert db.detail_queries() == ["DESCRIBE DETAIL `main`.`sales`.`orders`"] * 3
+    assert db.double.history_rows == 0  # the identity costs no history read
+
+
+def test_rows_kept_for_a_table_dropped_and_created_are_not_served_after_its_new_id(
+    kind: str,
+) -> None:
+    # The old table's rows kept ahead of a batch must not pass for the new table's: its versions
+    # went up, not back, so only the new id tells them apart.
+    db = databricks(kind, 0, history_limit=30)
+    for _ in range(30):
+        db.table.commit("MERGE")
+    assert db.source.latest_version(TABLE) == 29
+    assert len(db.source.commits_since(TABLE, 1, 1)) == 1  # versions 2..29 kept
+    db.source.table_id(TABLE)
+    new = db.double.catalog.recreate(TABLE.parts, commits=40)  # CREATE TABLE, then WRITEs
+    assert db.source.latest_version(TABLE) == 39
+    assert db.source.table_id(TABLE) == new.table_id
+    assert [c.operation for c in db.source.commits_since(TABLE, 2, 3)] == ["WRITE"] * 3
+
+
+def test_a_table_that_is_not_delta_has_no_table_id(kind: str) -> None:
+    db = databricks(kind, 1)
+    db.table.delta = False  # DESCRIBE DETAIL answers, with a null id
+    assert db.source.table_id(TABLE) is None
+
+
 @pytest.mark.parametrize(
     ("break_it", "condition"),
     [
@@ -374,10 +425,11 @@ def test_change_feed_failures_are_change_data_feed_unavailable(
     assert sqlstate(driver_error) == KNOWN_ERRORS[condition].sqlstate
 
 
-def test_a_missing_table_raises_what_the_error_table_lists(kind: str) -> None:
+@pytest.mark.parametrize("read", ["latest_version", "table_id"])
+def test_a_missing_table_raises_what_the_error_table_lists(kind: str, read: str) -> None:
     db = databricks(kind, 1)
     with pytest.raises(TableNotFound) as raised:
-        db.source.latest_version(TableName.parse("main.sales.nope"))
+        getattr(db.source, read)(TableName.parse("main.sales.nope"))
     driver_error = raised.value.__cause__
     assert driver_error is not None and error_class(driver_error) == "TABLE_OR_VIEW_NOT_FOUND"
     assert sqlstate(driver_error) == KNOWN_ERRORS["TABLE_OR_VIEW_NOT_FOUND"].sqlstate == "42P01"

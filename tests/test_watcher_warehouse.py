@@ -1,5 +1,6 @@
 """A table trigger end to end on a SQL warehouse: the real server, watcher and WarehouseSource,
-with the faithful double of databricks-sql-connector standing in for the workspace."""
+with the faithful double of databricks-sql-connector standing in for the workspace (and, for a
+recreated table, the Spark source on the SparkSession double too)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
+from lakefn.abc import TableSource
 from lakefn.sources.selection import choose
+from lakefn.sources.spark import SparkSource
 from lakefn.sources.warehouse import WarehouseSource
 from tests.fakes.catalog import FakeCatalog, FakeTable, history_row
 from tests.fakes.databricks_sql import FakeWarehouse
+from tests.fakes.spark import SparkSession
 from tests.test_source_warehouse import FakeSdkConfig
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
@@ -234,3 +238,83 @@ def test_versions_gone_from_the_log_are_still_reported_as_a_gap(project, serve) 
     status = server.client.get("/lakefn/tables").json()[0]
     assert status["gaps"] == [{"after": -1, "resumed_at": 20}]
     assert [v for record in seen(project) for v in record["versions"]] == list(range(20, 50))
+
+
+# -- a table dropped and created again, told by its DESCRIBE DETAIL id -----------------------
+
+KEY = "orders|main.sales.orders"
+
+
+def source_on(kind: str, catalog: FakeCatalog) -> tuple[TableSource, FakeWarehouse | SparkSession]:
+    if kind == "warehouse":
+        warehouse = FakeWarehouse(catalog)
+        source = WarehouseSource(
+            "/sql/1.0/warehouses/abc", config=FakeSdkConfig(), connect=warehouse.connect
+        )
+        return source, warehouse
+    spark = SparkSession(catalog, version=kind.removeprefix("spark-"))  # type: ignore[arg-type]
+    return SparkSource(spark), spark
+
+
+def kinds_of(queries: list[str]) -> list[str]:
+    return [" ".join(q.split()[:2]) if q.startswith("DESCRIBE") else q for q in queries]
+
+
+@pytest.mark.parametrize("kind", ["warehouse", "spark-3.5", "spark-4.0"])
+@pytest.mark.parametrize("restart", [True, False], ids=["after-a-restart", "while-watched"])
+async def test_a_recreated_table_that_caught_up_with_the_checkpoint_is_delivered_from_version_0(
+    project, kind: str, restart: bool
+) -> None:
+    project.config(EARLIEST)
+    project.function("orders", VERSIONS)
+    catalog = FakeCatalog()
+    old = catalog.add(PARTS)
+    for _ in range(3):
+        old.commit("WRITE")
+    source, _ = source_on(kind, catalog)
+    runtime = project.runtime(table_source=source)
+    await runtime.watcher.check("orders")
+    assert [d["versions"] for d in seen(project)] == [[0, 1, 2]]  # the checkpoint is 2
+    if restart:
+        runtime.checkpoints.release(KEY, runtime.watcher.owner)  # as a server's shutdown does
+        runtime.close()
+    new = catalog.recreate(PARTS, commits=6)  # another table, already past version 2
+    if restart:
+        source, _ = source_on(kind, catalog)
+        runtime = project.runtime(table_source=source)
+    try:
+        await runtime.watcher.check("orders")
+        assert [d["versions"] for d in seen(project)] == [[0, 1, 2], [0, 1, 2, 3, 4, 5]]
+        [status] = runtime.watcher.status()
+        [recreated] = status["recreated"]
+        assert recreated["versions"] == {"was": 2, "now": 5}
+        assert recreated["table_ids"] == {"was": old.table_id, "now": new.table_id}
+        assert runtime.checkpoints.load(KEY) == 5
+        assert runtime.checkpoints.load_table_id(KEY) == new.table_id
+    finally:
+        runtime.close()
+
+
+@pytest.mark.parametrize("kind", ["warehouse", "spark-4.0"])
+async def test_an_idle_check_sends_no_describe_detail(project, kind: str) -> None:
+    project.config(EARLIEST)
+    project.function("orders", VERSIONS)
+    catalog = FakeCatalog()
+    table = catalog.add(PARTS)
+    for _ in range(3):
+        table.commit("WRITE")
+    source, double = source_on(kind, catalog)
+    runtime = project.runtime(table_source=source)
+    try:
+        await runtime.watcher.check("orders")  # loads the checkpoint: the identity is read
+        assert "DESCRIBE DETAIL" in kinds_of(double.queries)
+        double.queries.clear()
+        for _ in range(5):
+            await runtime.watcher.check("orders")
+        assert kinds_of(double.queries) == ["DESCRIBE HISTORY"] * 5  # one LIMIT 1 each
+        table.commit("WRITE")
+        await runtime.watcher.check("orders")  # news: the identity is read again
+        assert kinds_of(double.queries[5:]).count("DESCRIBE DETAIL") == 1
+        assert [d["versions"] for d in seen(project)] == [[0, 1, 2], [3]]
+    finally:
+        runtime.close()

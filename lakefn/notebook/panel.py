@@ -1,4 +1,4 @@
-"""`%lakefn panel`: a control panel in core ipywidgets (so it renders in Databricks too).
+"""`%lakefn panel`: a control panel in core ipywidgets, 7.7 or 8 (so it renders in Databricks too).
 
 Invocations arrive on the server's thread (or a function worker's). The panel never prints
 from there: it rebuilds an HTML widget's `value`, which the kernel sends as a state update
@@ -12,7 +12,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import ipywidgets as widgets
 
@@ -64,8 +64,21 @@ class Panel:
         self._unsubscribe_session = session.subscribe(self._on_session)
         self._bind(session.require())
 
+    # ipywidgets 8 widgets are shown through `_repr_mimebundle_`; ipywidgets 7 ones (older
+    # Databricks runtimes ship 7) through `_ipython_display_`, which IPython asks for first. The
+    # panel offers whichever its widget has, so it is shown exactly as the widget would be.
+
+    @property
+    def _ipython_display_(self) -> Callable[..., None]:
+        # A closed ipywidgets 7 widget sets its own to None: then plain text, as below.
+        show = getattr(self.widget, "_ipython_display_", None)
+        if show is None:
+            raise AttributeError("_ipython_display_")  # IPython goes on to _repr_mimebundle_
+        return cast("Callable[..., None]", show)
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        bundle = self.widget._repr_mimebundle_(**kwargs)
+        show = getattr(self.widget, "_repr_mimebundle_", None)
+        bundle = show(**kwargs) if show is not None else {}
         if isinstance(bundle, dict):
             # Shown where widgets cannot render (a plain console, nbconvert to text).
             bundle["text/plain"] = f"lakefn panel: {self.session.status()!r}"

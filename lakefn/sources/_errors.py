@@ -24,7 +24,9 @@ from typing import Literal
 
 from .._exceptions import ChangeDataFeedUnavailable, SourceUnavailable, TableError, TableNotFound
 
-Reading = Literal["history", "changes"]
+#: what a query read: the history (DESCRIBE HISTORY), the table's detail (DESCRIBE DETAIL, for
+#: its identity) or the change data feed; only the last one can meet change-feed errors
+Reading = Literal["history", "detail", "changes"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def sqlstate(error: BaseException) -> str | None:
 def classify(error: BaseException, reading: Reading) -> type[TableError]:
     """The lakefn exception for `error`, met while reading `reading`.
 
-    A change-feed class met while reading history is a source problem (history does not use
+    A change-feed class met while reading history or detail is a source problem (neither uses
     the change feed); an unknown class falls back on its SQLSTATE, then on SourceUnavailable.
     """
     known = KNOWN_ERRORS.get(error_class(error) or "")

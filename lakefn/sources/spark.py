@@ -19,6 +19,7 @@ from .._exceptions import ChangeDataFeedUnavailable, SourceUnavailable, TableNot
 from .._tablename import TableName
 from ..abc import TableSource
 from ..events import Commit
+from ._detail import TableIds, detail_query
 from ._errors import Reading, classify, first_line
 from ._history import HistoryWindow
 from ._rows import normalize_changes
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 
 class SparkSource(TableSource):
-    """DESCRIBE HISTORY and the change data feed, read with `spark`.
+    """DESCRIBE HISTORY, DESCRIBE DETAIL and the change data feed, read with `spark`.
 
     Spark sessions are thread-safe for running queries, so calls are not serialized. Up to
     `history_limit` commits read ahead of a batch are kept per table for the next batches.
@@ -39,6 +40,7 @@ class SparkSource(TableSource):
     def __init__(self, spark: Any, *, history_limit: int = 10_000) -> None:
         self.spark = spark
         self.history = HistoryWindow(self.name, self._describe, keep=history_limit)
+        self._table_ids = TableIds(self.history)
 
     @classmethod
     def from_environment(cls, *, connect: bool = True) -> SparkSource | None:
@@ -54,6 +56,14 @@ class SparkSource(TableSource):
 
     def commits_since(self, table: TableName, after: int, limit: int | None = None) -> list[Commit]:
         return self.history.commits_since(table, after, limit)
+
+    def table_id(self, table: TableName) -> str | None:
+        """The Delta table id, from DESCRIBE DETAIL (one row, read from the latest snapshot)."""
+        try:
+            rows = self.spark.sql(detail_query(table)).collect()
+        except Exception as error:
+            raise self._translate(table, error, "detail") from error
+        return self._table_ids.note(table, [row.asDict() for row in rows])
 
     def close(self) -> None:
         self.history.forget()

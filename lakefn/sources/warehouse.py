@@ -30,6 +30,7 @@ from .._exceptions import ChangeDataFeedUnavailable, SourceUnavailable, TableNot
 from .._tablename import TableName
 from ..abc import TableSource
 from ..events import Commit
+from ._detail import TableIds, detail_query
 from ._errors import Reading, classify, first_line
 from ._history import HistoryWindow
 from ._rows import normalize_changes
@@ -55,7 +56,8 @@ def resolve_http_path(http_path: str | None = None) -> str | None:
 
 
 class WarehouseSource(TableSource):
-    """DESCRIBE HISTORY and table_changes() on a SQL warehouse, over one reused connection.
+    """DESCRIBE HISTORY, DESCRIBE DETAIL and table_changes() on a SQL warehouse, over one
+    reused connection.
 
     `config` is a `databricks.sdk.core.Config` (default: built from the environment when first
     needed); `connect` replaces `databricks.sql.connect`, for tests. Up to `history_limit`
@@ -93,6 +95,7 @@ class WarehouseSource(TableSource):
         self._connection: Any = None
         self._lock = threading.Lock()
         self.history = HistoryWindow(self.name, self._describe, keep=history_limit)
+        self._table_ids = TableIds(self.history)
 
     def latest_version(self, table: TableName) -> int:
         newest = self.history.newest(table)
@@ -106,6 +109,11 @@ class WarehouseSource(TableSource):
     def changes(self, table: TableName, start: int, end: int) -> pyarrow.Table:
         query = f"SELECT * FROM table_changes({sql_string(table.sql)}, {int(start)}, {int(end)})"
         return normalize_changes(self._run(table, query, arrow=True, reading="changes"))
+
+    def table_id(self, table: TableName) -> str | None:
+        """The Delta table id, from DESCRIBE DETAIL (one row, one query)."""
+        rows = self._run(table, detail_query(table), reading="detail")
+        return self._table_ids.note(table, rows)
 
     def close(self) -> None:
         self.history.forget()

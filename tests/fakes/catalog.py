@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -35,6 +36,30 @@ HISTORY_TYPES = {
     "operationMetrics": "map<string,string>",
     "userMetadata": "string",
     "engineInfo": "string",
+}
+
+
+#: DESCRIBE DETAIL's one row, in order: delta-io/delta `DescribeDeltaDetailsCommand.scala`
+#: (`TableDetail`, 15 columns) plus the `statistics` map Databricks Runtime appends (the
+#: "Detail schema" table of docs.databricks.com .../tables/operations/table-details). The docs
+#: call sizeInBytes "int"; Delta declares it a java.lang.Long, which Spark maps to bigint.
+DETAIL_TYPES = {
+    "format": "string",
+    "id": "string",
+    "name": "string",
+    "description": "string",
+    "location": "string",
+    "createdAt": "timestamp",
+    "lastModified": "timestamp",
+    "partitionColumns": "array<string>",
+    "clusteringColumns": "array<string>",
+    "numFiles": "bigint",
+    "sizeInBytes": "bigint",
+    "properties": "map<string,string>",
+    "minReaderVersion": "int",
+    "minWriterVersion": "int",
+    "tableFeatures": "array<string>",
+    "statistics": "map<string,bigint>",
 }
 
 
@@ -105,10 +130,56 @@ class FakeTable:
     #: how this engine reports vacuumed change files (Databricks Runtime; OSS Spark 4 gives
     #: FAILED_READ_FILE.FILE_NOT_EXIST)
     vacuumed_condition: str = "DELTA_CHANGE_DATA_FILE_NOT_FOUND"
+    #: the Delta metadata id (a UUID), new for every table created under a name
+    table_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: False: a Parquet (non-Delta) table, whose DESCRIBE DETAIL has no id
+    delta: bool = True
 
     def describe_history(self, limit: int | None = None) -> list[dict[str, Any]]:
         newest_first = sorted(self.history, key=lambda row: -row["version"])
         return newest_first if limit is None else newest_first[:limit]
+
+    def describe_detail(self, name: tuple[str, str, str]) -> dict[str, Any]:
+        """DESCRIBE DETAIL's one row, every column typed as Databricks returns it (naive UTC
+        times); a non-Delta table has no id, versions or features (DescribeDeltaDetailsCommand's
+        describeNonDeltaTable)."""
+        # naive UTC, like the history rows
+        created = self.history[0]["timestamp"] if self.history else datetime(2024, 1, 1)
+        modified = self.history[-1]["timestamp"] if self.history else created
+        location = f"s3://bucket/metastore/tables/{self.table_id}"
+        if not self.delta:
+            return {
+                **dict.fromkeys(DETAIL_TYPES),
+                "format": "parquet",
+                "name": ".".join(name),
+                "description": "",
+                "location": location,
+                "createdAt": created,
+                "partitionColumns": [],
+                "properties": {},
+            }
+        # Protocol (1, 2) implies appendOnly and invariants; (1, 4), which the change data feed
+        # needs, adds three more. Delta lists the names sorted.
+        feed = self.changes is not None
+        implied = ["changeDataFeed", "checkConstraints", "generatedColumns"] if feed else []
+        return {
+            "format": "delta",
+            "id": self.table_id,
+            "name": ".".join(name),
+            "description": None,
+            "location": location,
+            "createdAt": created,
+            "lastModified": modified,
+            "partitionColumns": [],
+            "clusteringColumns": [],
+            "numFiles": len(self.history),
+            "sizeInBytes": 1_024 * len(self.history),
+            "properties": {"delta.enableChangeDataFeed": "true"} if feed else {},
+            "minReaderVersion": 1,
+            "minWriterVersion": 4 if feed else 2,
+            "tableFeatures": sorted(["appendOnly", "invariants", *implied]),
+            "statistics": {"numRowsDeletedByDeletionVectors": 0, "numDeletionVectors": 0},
+        }
 
     def commit(self, operation: str = "WRITE", **kwargs: Any) -> int:
         """One more commit, a minute after the last; returns its version."""
@@ -158,10 +229,24 @@ class FakeCatalog:
     def lookup(self, sql_name: str) -> FakeTable | None:
         return self.tables.get(unquote_name(sql_name))
 
+    def recreate(self, name: tuple[str, str, str], commits: int) -> FakeTable:
+        """DROP TABLE, then CREATE TABLE and `commits - 1` writes under the same name: a new
+        table id, and a history starting again at version 0."""
+        del self.tables[name]
+        table = self.add(name)
+        for version in range(commits):
+            table.commit("CREATE TABLE" if version == 0 else "WRITE")
+        return table
+
     def mirror(
-        self, name: tuple[str, str, str], raw_rows: list[dict[str, Any]], changes: pa.Table | None
+        self,
+        name: tuple[str, str, str],
+        raw_rows: list[dict[str, Any]],
+        changes: pa.Table | None,
+        table_id: str | None = None,
     ) -> FakeTable:
-        """Serve rows shaped from real commits (`Commit.raw` of the local source)."""
+        """Serve rows shaped from real commits (`Commit.raw` of the local source), and the
+        real table's id when given."""
         rows = []
         for raw in raw_rows:
             row = {column: raw.get(column) for column in HISTORY_TYPES}
@@ -169,7 +254,10 @@ class FakeCatalog:
             for column in ("operationParameters", "operationMetrics"):
                 row[column] = {k: _text(v) for k, v in (raw[column] or {}).items()}
             rows.append(row)
-        return self.add(name, FakeTable(rows, changes))
+        table = FakeTable(rows, changes)
+        if table_id is not None:
+            table.table_id = table_id
+        return self.add(name, table)
 
 
 def not_found(sql_name: str) -> Failure:

@@ -9,7 +9,8 @@ conditions of lakefn/sources/_errors.py), and is recorded in `rejected` for test
 Result shapes follow the connector: with pyarrow's native complex types (the default,
 `maps="pairs"`) a MAP arrives as a list of (key, value) tuples and a STRUCT as a dict; without
 them (`maps="json"`, `_use_arrow_native_complex_types=False`) every complex column - maps and
-the `job` / `notebook` structs alike - arrives as JSON text.
+the `job` / `notebook` structs alike - arrives as JSON text. An ARRAY goes through pandas like
+every column of `fetchall()` (`ResultSet._convert_arrow_table`), so it arrives as a numpy array.
 """
 
 from __future__ import annotations
@@ -19,13 +20,23 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 from databricks.sql import exc
 from databricks.sql.types import Row
 
-from .catalog import HISTORY_TYPES, QUOTED_NAME, Failure, FakeCatalog, not_found
+from .catalog import (
+    DETAIL_TYPES,
+    HISTORY_TYPES,
+    QUOTED_NAME,
+    Failure,
+    FakeCatalog,
+    not_found,
+    unquote_name,
+)
 
 _HISTORY = re.compile(rf"DESCRIBE HISTORY (?P<name>{QUOTED_NAME}) LIMIT (?P<limit>[1-9][0-9]*)")
+_DETAIL = re.compile(rf"DESCRIBE DETAIL (?P<name>{QUOTED_NAME})")
 # A SQL string literal: no bare quote or backslash inside, only escaped ones.
 _CHANGES = re.compile(
     r"SELECT \* FROM table_changes\('(?P<literal>(?:[^'\\]|\\.)*)', "
@@ -92,6 +103,8 @@ class FakeWarehouse:
     def _answer(self, statement: str) -> tuple[list[tuple[str, str]], Any]:
         if match := _HISTORY.fullmatch(statement):
             return self._history(match["name"], int(match["limit"]))
+        if match := _DETAIL.fullmatch(statement):
+            return self._detail(match["name"])
         if match := _CHANGES.fullmatch(statement):
             name = re.sub(r"\\(.)", r"\1", match["literal"])
             return self._changes(name, int(match["start"]), int(match["end"]))
@@ -105,6 +118,28 @@ class FakeWarehouse:
         rows = [self._encode(row) for row in table.describe_history(limit)]
         self.history_rows += len(rows)
         return list(HISTORY_TYPES.items()), rows
+
+    def _detail(self, name: str) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+        table = self.catalog.lookup(name)
+        if table is None:
+            raise not_found(name)
+        return list(DETAIL_TYPES.items()), [
+            self._encode_detail(table.describe_detail(unquote_name(name)))
+        ]
+
+    def _encode_detail(self, row: dict[str, Any]) -> dict[str, Any]:
+        out = dict(row)
+        for column, kind in DETAIL_TYPES.items():
+            value = row[column]
+            if value is None:
+                continue
+            if self.maps == "json" and kind.startswith(("map", "array")):
+                out[column] = json.dumps(value, separators=(",", ":"))
+            elif kind.startswith("map"):
+                out[column] = list(value.items())
+            elif kind.startswith("array"):
+                out[column] = np.array(value, dtype=object)
+        return out
 
     def _changes(self, name: str, start: int, end: int) -> tuple[list[tuple[str, str]], pa.Table]:
         table = self.catalog.lookup(name)

@@ -24,11 +24,12 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from .catalog import QUOTED_NAME, Failure, FakeCatalog, not_found
+from .catalog import QUOTED_NAME, Failure, FakeCatalog, not_found, unquote_name
 
 _HISTORY = re.compile(
     rf"DESCRIBE HISTORY (?P<name>{QUOTED_NAME})(?: LIMIT (?P<limit>[1-9][0-9]*))?"
 )
+_DETAIL = re.compile(rf"DESCRIBE DETAIL (?P<name>{QUOTED_NAME})")
 _WHERE = re.compile(r"version > (?P<after>-?[0-9]+)")
 
 Version = Literal["3.5", "4.0"]
@@ -110,10 +111,10 @@ def _to_row(values: dict[str, Any]) -> Row:
     for key in ("job", "notebook"):
         if out.get(key):
             out[key] = Row(**out[key])  # structs are Rows in pyspark; maps stay dicts
-    stamp = out.get("timestamp")
-    if isinstance(stamp, datetime):
-        # pyspark converts timestamps to naive datetimes in the process's local time zone.
-        out["timestamp"] = stamp.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
+    for key, stamp in values.items():
+        if isinstance(stamp, datetime):
+            # pyspark converts timestamps to naive datetimes in the process's local time zone.
+            out[key] = stamp.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
     return Row(**out)
 
 
@@ -288,6 +289,12 @@ class SparkSession:
                 self.after_query(query)
 
     def _sql(self, query: str) -> DataFrame:
+        if detail := _DETAIL.fullmatch(query):
+            found = self.catalog.lookup(detail["name"])
+            if found is None:
+                raise AnalysisException(not_found(detail["name"]), self.version)
+            # One row; arrays arrive as lists and maps as dicts, like pyspark's.
+            return self.frame(rows=[found.describe_detail(unquote_name(detail["name"]))])
         match = _HISTORY.fullmatch(query)
         if match is None:
             failure = Failure("PARSE_SYNTAX_ERROR", "42601", f"Syntax error at {query!r}.")
