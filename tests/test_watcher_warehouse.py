@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -291,6 +292,34 @@ async def test_a_recreated_table_that_caught_up_with_the_checkpoint_is_delivered
         assert recreated["table_ids"] == {"was": old.table_id, "now": new.table_id}
         assert runtime.checkpoints.load(KEY) == 5
         assert runtime.checkpoints.load_table_id(KEY) == new.table_id
+    finally:
+        runtime.close()
+
+
+@pytest.mark.parametrize("kind", ["warehouse", "spark-3.5"])
+async def test_create_or_replace_table_gives_a_new_id_but_the_history_goes_on(
+    project, kind: str
+) -> None:
+    project.config(EARLIEST)
+    project.function("orders", VERSIONS)
+    catalog = FakeCatalog()
+    table = catalog.add(PARTS)
+    for _ in range(3):
+        table.commit("WRITE")
+    source, _ = source_on(kind, catalog)
+    runtime = project.runtime(table_source=source)
+    try:
+        await runtime.watcher.check("orders")
+        old_id = table.table_id
+        # Delta's REPLACE writes new table metadata, with a new id, as version 3 of the same log.
+        table.commit("CREATE OR REPLACE TABLE AS SELECT")
+        table.table_id = str(uuid.uuid4())
+        table.commit("WRITE")
+        await runtime.watcher.check("orders")
+        assert [d["versions"] for d in seen(project)] == [[0, 1, 2], [3, 4]]
+        [status] = runtime.watcher.status()
+        assert status["recreated"] == []
+        assert runtime.checkpoints.load_table_id(KEY) == table.table_id != old_id
     finally:
         runtime.close()
 

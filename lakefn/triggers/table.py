@@ -63,6 +63,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger("lakefn.tables")
 T = TypeVar("T")
 
+#: operations that give a Delta table a new id while its history goes on
+_REPLACE_OPERATIONS = frozenset(
+    {
+        "REPLACE TABLE",
+        "REPLACE TABLE AS SELECT",
+        "CREATE OR REPLACE TABLE",
+        "CREATE OR REPLACE TABLE AS SELECT",
+    }
+)
+
 #: most commits handed over in one call; a longer backlog arrives in several calls, in order
 MAX_BATCH = 1000
 
@@ -485,9 +495,19 @@ class TableWatcher:
     async def _same_table(self, state: WatchState, last: int, latest: int) -> int:
         """The checkpoint to deliver after: `last`, or -1 when the table was dropped and
         created again (a new identity, or versions that went back)."""
-        current = await self._io(self.runtime.table_source.table_id, state.table)
+        source = self.runtime.table_source
+        current = await self._io(source.table_id, state.table)
         known = state.table_id
-        if latest < last or (known is not None and current is not None and current != known):
+        new_id = known is not None and current is not None and current != known
+        if latest >= last and new_id:
+            # REPLACE TABLE gives a Delta table a new id while its history goes on: the
+            # replace commit is then among the new ones, and they are delivered as usual.
+            commits = await self._io(source.commits_since, state.table, last, MAX_BATCH)
+            if any(c.operation.upper() in _REPLACE_OPERATIONS for c in commits):
+                new_id = False
+            elif len(commits) == MAX_BATCH:
+                return last  # the replace may lie further on: decide on a later batch
+        if latest < last or new_id:
             last = await self._restart_history(state, last, latest, known, current)
         await self._remember_table_id(state, current)
         state.identity_due = False
