@@ -51,7 +51,9 @@ class Runtime:
         self.project = project
         self.config = project.config
         self.registry = registry or load_functions(project)
-        self.journal = journal or Journal()
+        self.journal = journal or Journal(
+            persist_to=lambda: self.checkpoints, settings=self.config.journal
+        )
         self.invoker = Invoker(self.registry, self.journal)
         self.clock = clock or SystemClock()
         self._table_source = table_source
@@ -84,9 +86,9 @@ class Runtime:
     def checkpoints(self) -> CheckpointStore:
         with self._lock:
             if self._checkpoints is None:
-                from .checkpoints.sqlite import SQLiteCheckpointStore
+                from .checkpoints.selection import open_project_store
 
-                self._checkpoints = SQLiteCheckpointStore(self.project.state_path)
+                self._checkpoints = open_project_store(self.project)
             return self._checkpoints
 
     @property
@@ -135,6 +137,7 @@ class Runtime:
             self._portal.stop()
             self._portal = None
         self.invoker.close()
+        self.journal.close()
         if self._table_source is not None:
             self._table_source.close()
         if self._checkpoints is not None:

@@ -53,10 +53,6 @@ def scheme_of(state: str) -> str:
         raise LakefnError(f"state {redact(text)!r} has an unknown scheme {scheme!r}; expected {FORMS}")
     if scheme == "sqlite" and not text.startswith("sqlite:///"):
         raise LakefnError(f"state {text!r}: a SQLite URL is sqlite:///relative/path or sqlite:////abs")
-    if scheme in ("postgresql", "postgres") and not urlsplit(text).hostname:
-        raise LakefnError(
-            f"state {redact(text)!r} names no host; expected postgresql://user@host:5432/db"
-        )
     return scheme
 
 
