@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     from ._tables_cli import add_tables_parser
 
     add_tables_parser(sub, _app_arg)
+    from ._state_cli import add_state_parsers
+
+    add_state_parsers(sub, _app_arg)
     return parser
 
 
@@ -175,7 +178,17 @@ def _validate(args: argparse.Namespace) -> int:
         kinds[fn.kind] = kinds.get(fn.kind, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in kinds.items()) or "no functions"
     print(f"{project.path}: ok ({len(registry.names)} functions: {summary})")
+    _warn_ephemeral_state(project)
     return 0
+
+
+def _warn_ephemeral_state(project: Any) -> None:
+    from .checkpoints.selection import ephemeral_state_warning
+
+    warning = ephemeral_state_warning(project, deployed=True)
+    if warning:
+        where = "" if os.environ.get("DATABRICKS_APP_NAME") else "if deployed as a Databricks App: "
+        print(f"warning: {where}{warning}", file=sys.stderr)
 
 
 def _functions(args: argparse.Namespace) -> int:

@@ -42,6 +42,8 @@ PRUNE_INTERVAL = 60.0
 SNAPSHOT_AGE = 1.0
 #: most entries waiting for the store while it is unreachable; older ones are dropped
 MAX_PENDING = 10_000
+#: longest the first read waits for the store's history (later reads never wait)
+FIRST_READ_WAIT = 2.0
 #: longest log line kept with an invocation
 MAX_LINE = 2000
 
@@ -252,6 +254,8 @@ class _Durable:
         self._dropped = 0
         #: no store to keep history in (a memory store, or none could be opened)
         self._disabled = False
+        #: set once the first read of the store's history is done (or failed)
+        self._loaded = threading.Event()
         if settings.log_lines:
             _LogCapture.install()
 
@@ -267,9 +271,9 @@ class _Durable:
             return
         if self._settings.log_lines:
             invocation.logs = _LogCapture.take(invocation.id, self._settings.log_lines)
+        invocation.process = self._process
         entry = invocation.to_dict()
         entry["recorded_at"] = invocation.recorded_at
-        entry["process"] = self._process
         with self._cond:
             self._pending.append(entry)
             if len(self._pending) > MAX_PENDING:
@@ -286,6 +290,10 @@ class _Durable:
             self._ensure_thread()
             if time.monotonic() - self._snapshot_at > SNAPSHOT_AGE:
                 self._cond.notify_all()
+        if not self._loaded.is_set():
+            # The first read shows history from the start; later ones never wait.
+            self._loaded.wait(FIRST_READ_WAIT)
+            snapshot = self._snapshot
         if not snapshot:
             return mine
         seen = {i.id for i in mine}
@@ -323,6 +331,7 @@ class _Durable:
             store, owned = None, False
         try:
             if store is None:
+                self._loaded.set()
                 with self._cond:
                     self._disabled = True
                     self._pending.clear()
@@ -387,6 +396,7 @@ class _Durable:
                 with contextlib.suppress(Exception):
                     snapshot.append(Invocation.from_dict(row))
             self._snapshot = snapshot
+        self._loaded.set()
 
     def _quietly(self, fn: Callable[..., Any], *args: Any) -> bool:
         """Run a store call; a failure is logged once per change of state, never raised."""

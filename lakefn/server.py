@@ -73,7 +73,9 @@ def _mount_admin(app: FastAPI, runtime: Runtime) -> None:
     async def tables() -> list[dict[str, Any]]:
         if not runtime.functions_of(TableTrigger):
             return []
-        return runtime.watcher.status()
+        from .checkpoints.selection import with_state_warning
+
+        return with_state_warning(runtime.project, runtime.watcher.status())
 
     @app.post("/lakefn/functions/{name}/invoke", tags=["lakefn"])
     async def invoke(name: str, request: Request) -> JSONResponse:

@@ -236,6 +236,7 @@ class PostgresCheckpointStore(CheckpointStore):
         makes the watcher read the checkpoint afresh.
         """
         for attempt in (1, 2):
+            reused = False
             try:
                 with self._connections.connection() as (conn, reused):
                     self._ensure_schema(conn)

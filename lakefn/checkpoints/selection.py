@@ -16,9 +16,10 @@ psycopg or databricks-sdk. A store class builds itself from the setting with
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .._exceptions import LakefnError
@@ -26,6 +27,8 @@ from .._exceptions import LakefnError
 if TYPE_CHECKING:
     from ..abc import CheckpointStore
     from ..project import Project
+
+logger = logging.getLogger("lakefn")
 
 #: scheme -> "module:Class"; adding a store is one module and one line here
 STORES = {
@@ -90,6 +93,10 @@ def open_store(state: str, project_root: str | os.PathLike[str]) -> CheckpointSt
 
 
 def open_project_store(project: Project) -> CheckpointStore:
+    """The project's store; as a Databricks App on a local file, with a warning first."""
+    warning = ephemeral_state_warning(project)
+    if warning:
+        logger.warning("%s", warning)
     return open_store(project_state(project), project.root)
 
 
@@ -105,13 +112,16 @@ def redact(state: str) -> str:
     return parts._replace(netloc=shown).geturl()
 
 
-def ephemeral_state_warning(project: Project) -> str | None:
+def ephemeral_state_warning(project: Project, *, deployed: bool | None = None) -> str | None:
     """Running as a Databricks App, watching tables, with checkpoints on the App's own disk:
     that disk starts empty at every deploy or restart, so versions committed meanwhile would
-    never be delivered. The warning says so and names the fix; None when all is well."""
+    never be delivered. The warning says so and names the fix; None when all is well.
+    `deployed` (default: whether DATABRICKS_APP_NAME is set) asks as if deployed."""
     from ..config import TableTrigger
 
-    if not os.environ.get("DATABRICKS_APP_NAME"):
+    if deployed is None:
+        deployed = bool(os.environ.get("DATABRICKS_APP_NAME"))
+    if not deployed:
         return None
     watched = [
         f.name
@@ -126,8 +136,17 @@ def ephemeral_state_warning(project: Project) -> str | None:
     if not watched or not local:
         return None
     return (
-        f"state is a local SQLite file ({state}) on a Databricks App, whose disk is emptied at "
-        "every deploy and restart: table versions committed meanwhile would never be delivered "
-        f"to {', '.join(watched)}. Add a database resource to the App and set `state: lakebase` "
-        "in app.yaml."
+        f"state is a local SQLite file ({state}), and a Databricks App's disk is emptied at "
+        "every deploy and restart: the table versions committed meanwhile would never be "
+        f"delivered to {', '.join(watched)}. Add a database resource (Lakebase) to the App "
+        "and set `state: lakebase` in app.yaml."
     )
+
+
+def with_state_warning(project: Project, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """/lakefn/tables rows, each carrying the ephemeral-state warning when there is one."""
+    warning = ephemeral_state_warning(project)
+    if warning:
+        for row in rows:
+            row["state_warning"] = warning
+    return rows
