@@ -107,8 +107,8 @@ def _logs(args: argparse.Namespace) -> int:
             raise LakefnError(f"state {project.config.state!r} keeps no journal")
         rows = journal.recent_invocations(args.n, args.function)
     finally:
-        if owned:
-            journal.close()  # type: ignore[union-attr]
+        if owned and journal is not None:
+            journal.close()
         store.close()
     for row in reversed(rows):
         if args.json:

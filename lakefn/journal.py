@@ -141,6 +141,8 @@ class JournalStore(Protocol):
 
     def prune_invocations(self, keep: int, older_than: float) -> None: ...
 
+    def close(self) -> None: ...
+
 
 def journal_store_for(store: object) -> tuple[JournalStore | None, bool]:
     """The journal store that goes with a checkpoint store, and whether the caller owns it
@@ -261,9 +263,7 @@ class _Durable:
 
     def _ensure_thread(self) -> None:
         if self._thread is None and not self._stopping:
-            self._thread = threading.Thread(
-                target=self._run, name="lakefn-journal", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="lakefn-journal", daemon=True)
             self._thread.start()
 
     def add(self, invocation: Invocation) -> None:
@@ -327,7 +327,9 @@ class _Durable:
         try:
             store, owned = journal_store_for(self._persist_to())
         except Exception as exc:  # noqa: BLE001 - no store, no history: never a failed function
-            logger.warning("the journal keeps no history: the state store cannot be opened: %s", exc)
+            logger.warning(
+                "the journal keeps no history: the state store cannot be opened: %s", exc
+            )
             store, owned = None, False
         try:
             if store is None:
@@ -339,9 +341,9 @@ class _Durable:
                 return
             self._loop(store)
         finally:
-            if owned:
+            if owned and store is not None:
                 with contextlib.suppress(Exception):
-                    store.close()  # type: ignore[union-attr]
+                    store.close()
 
     def _loop(self, store: JournalStore) -> None:
         next_prune = 0.0

@@ -106,9 +106,7 @@ class PostgresServer:
     def url(self, *, schema: str | None = None, password: bool = True) -> str:
         secret = f":{self.password}" if password else ""
         query = f"?schema={schema}" if schema else ""
-        return (
-            f"postgresql://{self.user}{secret}@{self.host}:{self.port}/{self.database}{query}"
-        )
+        return f"postgresql://{self.user}{secret}@{self.host}:{self.port}/{self.database}{query}"
 
     def conninfo(self) -> str:
         return (

@@ -83,6 +83,7 @@ class LakebaseCheckpointStore(PostgresCheckpointStore):
         unknown = set(options) - {"schema"}
         if unknown:
             raise LakefnError(
-                f"state {state!r}: lakebase takes only ?schema=NAME, not {', '.join(sorted(unknown))}"
+                f"state {state!r}: lakebase takes only ?schema=NAME, "
+                f"not {', '.join(sorted(unknown))}"
             )
         return cls(schema=options.get("schema", DEFAULT_SCHEMA))

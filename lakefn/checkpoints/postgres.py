@@ -279,7 +279,9 @@ class PostgresCheckpointStore(CheckpointStore):
             schema = sql.Identifier(self.schema)
             with conn.transaction():
                 # Two processes starting at once would race on CREATE ... IF NOT EXISTS.
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"lakefn:{self.schema}",))
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"lakefn:{self.schema}",)
+                )
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
                 for statement in _TABLES.split(";"):
                     if statement.strip():
@@ -368,16 +370,13 @@ class PostgresCheckpointStore(CheckpointStore):
         return None if row is None else str(row[0])
 
     def save_table_id(self, key: str, table_id: str) -> None:
-        self._run(
-            lambda conn: conn.execute(self._sql.save_table_id, (key, table_id, time.time()))
-        )
+        self._run(lambda conn: conn.execute(self._sql.save_table_id, (key, table_id, time.time())))
 
     # -- the journal (see lakefn.journal) ----------------------------------------------------
 
     def append_invocations(self, entries: list[dict[str, Any]]) -> None:
         rows = [
-            (e["id"], e["function"], e["recorded_at"], json.dumps(e, default=str))
-            for e in entries
+            (e["id"], e["function"], e["recorded_at"], json.dumps(e, default=str)) for e in entries
         ]
 
         def work(conn: psycopg.Connection[Any]) -> None:
@@ -453,9 +452,7 @@ class _Statements:
             "INSERT INTO {s}.invocations (id, function, recorded_at, entry) "
             "VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO NOTHING"
         )
-        self.recent = q(
-            "SELECT entry FROM {s}.invocations ORDER BY recorded_at DESC, id LIMIT %s"
-        )
+        self.recent = q("SELECT entry FROM {s}.invocations ORDER BY recorded_at DESC, id LIMIT %s")
         self.recent_of = q(
             "SELECT entry FROM {s}.invocations WHERE function = %s "
             "ORDER BY recorded_at DESC, id LIMIT %s"

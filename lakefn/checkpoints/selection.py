@@ -53,9 +53,13 @@ def scheme_of(state: str) -> str:
         return "sqlite"  # a plain path
     scheme = text.split("://", 1)[0].lower()
     if scheme not in STORES or scheme == "lakebase":
-        raise LakefnError(f"state {redact(text)!r} has an unknown scheme {scheme!r}; expected {FORMS}")
+        raise LakefnError(
+            f"state {redact(text)!r} has an unknown scheme {scheme!r}; expected {FORMS}"
+        )
     if scheme == "sqlite" and not text.startswith("sqlite:///"):
-        raise LakefnError(f"state {text!r}: a SQLite URL is sqlite:///relative/path or sqlite:////abs")
+        raise LakefnError(
+            f"state {text!r}: a SQLite URL is sqlite:///relative/path or sqlite:////abs"
+        )
     return scheme
 
 

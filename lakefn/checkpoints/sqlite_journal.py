@@ -45,8 +45,7 @@ class SQLiteJournal:
 
     def append_invocations(self, entries: list[dict[str, Any]]) -> None:
         rows = [
-            (e["id"], e["function"], e["recorded_at"], json.dumps(e, default=str))
-            for e in entries
+            (e["id"], e["function"], e["recorded_at"], json.dumps(e, default=str)) for e in entries
         ]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")

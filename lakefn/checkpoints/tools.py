@@ -120,7 +120,8 @@ class CheckpointList(list[CheckpointRow]):
         table = [list(self.HEADERS), *self.cells()]
         widths = [max(len(r[i]) for r in table) for i in range(len(self.HEADERS))]
         return "\n".join(
-            "  ".join(cell.ljust(width) for cell, width in zip(r, widths)).rstrip() for r in table
+            "  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip()
+            for r in table
         )
 
     def _repr_html_(self) -> str:
