@@ -57,7 +57,9 @@ class PostgresServer:
     """One cluster: `url()` for a password login over TCP, `stop`/`start`/`restart` to test a
     server that goes away."""
 
-    def __init__(self, root: Path, bin_dir: Path) -> None:
+    def __init__(self, root: Path, bin_dir: Path, *, durable: bool = False) -> None:
+        # Tests trade durability for speed (the server is thrown away); the benchmark does not.
+        self.durable = durable
         self.root = root
         self.bin = bin_dir
         self.data = root / "data"
@@ -66,10 +68,10 @@ class PostgresServer:
         self.user, self.password, self.database = USER, PASSWORD, DATABASE
 
     def _pg_ctl(self, *args: str) -> None:
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses={self.host} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
+        options = f"-p {self.port} -k {self.root} -c listen_addresses={self.host} "
+        options += "-c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         _as_postgres(
             str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
             "-o", options, "-w", "-t", "60", *args,
