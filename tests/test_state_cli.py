@@ -134,3 +134,54 @@ def test_logs_shows_invocations_across_restarts_with_their_log_lines(
 
 def _delivered_up_to(server: Server) -> int | None:
     return server.tables()["last_processed_version"]  # type: ignore[no-any-return]
+
+
+def test_local_state_on_a_databricks_app_is_called_out_with_the_fix(
+    project: ProjectDir, servers: Callable[..., Server]
+) -> None:
+    proj = make_project(project, ".lakefn/state.db")
+    as_app = {"DATABRICKS_APP_NAME": "orders-app"}
+    server = servers(proj, env=as_app)
+    ready(server)
+    assert "state: lakebase" in server.tables()["state_warning"]
+    assert "emptied at every deploy" in server.tables()["state_warning"]
+    assert "state: lakebase" in server.output()  # logged at start
+    validated = run_cli("validate", cwd=proj.root, env=cli_env(**as_app))
+    assert validated.returncode == 0
+    assert "warning:" in validated.stderr and "state: lakebase" in validated.stderr
+    assert "sink" in validated.stderr  # names the functions whose versions are at risk
+
+
+def test_no_warning_with_shared_state_or_outside_an_app(
+    project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Server]
+) -> None:
+    proj = make_project(project, postgres.url(schema=new_schema()))
+    server = servers(proj, env={"DATABRICKS_APP_NAME": "orders-app"})
+    ready(server)
+    assert "state_warning" not in server.tables()
+    validated = run_cli("validate", cwd=proj.root, env=cli_env(DATABRICKS_APP_NAME="x"))
+    assert validated.returncode == 0 and "warning" not in validated.stderr
+
+
+@pytest.mark.parametrize(
+    ("state", "problem"),
+    [
+        ("mysql://u@h/db", "unknown scheme 'mysql'"),
+        ("sqlite://state.db", "sqlite:///relative/path"),
+        ("lakebase?sslmode=require", None),  # refused when opened: lakebase takes only schema
+    ],
+)
+def test_a_bad_state_setting_is_refused_with_file_line_and_field(
+    project: ProjectDir, state: str, problem: str | None
+) -> None:
+    make_project(project, state)
+    done = run_cli("validate", cwd=project.root, env=cli_env())
+    if problem is None:
+        done = run_cli(
+            "checkpoints", cwd=project.root, env=cli_env(PGHOST="h", PGDATABASE="d", PGUSER="u")
+        )
+        assert done.returncode == 1 and "takes only ?schema=NAME" in done.stderr
+        return
+    assert done.returncode == 1
+    assert f"app.yaml:2: state: state '{state}'" in done.stderr and problem in done.stderr
+    assert "Traceback" not in done.stderr

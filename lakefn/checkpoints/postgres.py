@@ -11,8 +11,10 @@ advisory lock (two processes starting at once must not race on CREATE), with a
 `schema_version` row so a later lakefn knows what it is migrating from.
 
 A lost connection (Postgres restarted, network cut) is a `StateStoreUnavailable`: the
-watcher's check fails and is retried; the next call connects afresh. The store logs once when
-it goes down and once when it is back, never per call.
+watcher's check fails and is retried; the next call connects afresh. Only a checkpoint save
+waits a few seconds for the server first (`save_patience`): its function has already run, and
+a restart of a few seconds should not make it run again. The store logs once when it goes down
+and once when it is back, never per call.
 """
 
 from __future__ import annotations
@@ -203,10 +205,12 @@ class PostgresCheckpointStore(CheckpointStore):
         clock: Callable[[], float] = time.time,
         connections: int = 4,
         connect_timeout: float = 5.0,
+        save_patience: float = 5.0,
     ) -> None:
         if not schema or len(schema) > 63:
             raise LakefnError(f"state schema {schema!r} must be 1 to 63 characters")
         self.schema = schema
+        self.save_patience = save_patience
         self.where = describe_conninfo(conninfo)
         self._clock = clock
         self._connections = Connections(
@@ -308,6 +312,10 @@ class PostgresCheckpointStore(CheckpointStore):
         return self._run(work)
 
     def save(self, key: str, version: int, *, expected: int | None) -> None:
+        """Compare-and-set, tried again for up to `save_patience` seconds while the server is
+        unreachable: the function has already run, and giving up means running it again. A
+        try whose reply was lost may have landed: finding `version` there is success."""
+
         def work(conn: psycopg.Connection[Any]) -> tuple[bool, int | None]:
             now = time.time()
             if expected is None:
@@ -321,8 +329,18 @@ class PostgresCheckpointStore(CheckpointStore):
             row = conn.execute(self._sql.load, (key,)).fetchone()
             return False, None if row is None else int(row[0])
 
-        saved, found = self._run(work)
-        if not saved:
+        deadline = time.monotonic() + self.save_patience
+        tried = False
+        while True:
+            try:
+                saved, found = self._run(work)
+                break
+            except StateStoreUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                tried = True
+                time.sleep(0.25)
+        if not saved and not (tried and found == version):
             raise CheckpointConflict(key, expected, found)
 
     def acquire(
