@@ -218,6 +218,11 @@ class Journal:
             items = [i for i in items if i.function == function]
         return items if limit is None else items[:limit]
 
+    @property
+    def unwritten(self) -> int:
+        """Entries recorded but not yet in the store (0 without a store)."""
+        return 0 if self._durable is None else self._durable.unwritten
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything recorded so far is in the store (True), or `timeout`."""
         return True if self._durable is None else self._durable.flush(timeout)
@@ -245,12 +250,13 @@ class _Durable:
         self._snapshot_size = snapshot_size
         self._process = f"{socket.gethostname()}:{os.getpid()}"
         self._cond = threading.Condition()
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[Invocation] = []
         self._in_flight = 0
         self._snapshot: list[Invocation] = []
         self._snapshot_at = 0.0
         self._wanted_at = 0.0
         self._stopping = False
+        self._flush_wanted = False
         self._thread: threading.Thread | None = None
         self._failing = False
         self._dropped = 0
@@ -272,10 +278,8 @@ class _Durable:
         if self._settings.log_lines:
             invocation.logs = _LogCapture.take(invocation.id, self._settings.log_lines)
         invocation.process = self._process
-        entry = invocation.to_dict()
-        entry["recorded_at"] = invocation.recorded_at
-        with self._cond:
-            self._pending.append(entry)
+        with self._cond:  # made into a row on the writer thread, off the HTTP path
+            self._pending.append(invocation)
             if len(self._pending) > MAX_PENDING:
                 del self._pending[: len(self._pending) - MAX_PENDING]
                 self._dropped += 1
@@ -301,10 +305,18 @@ class _Durable:
         # Stable: this process's entries keep their order among themselves.
         return sorted(combined, key=lambda i: i.recorded_at or 0.0, reverse=True)
 
+    @property
+    def unwritten(self) -> int:
+        with self._cond:
+            return len(self._pending) + self._in_flight
+
     def flush(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
+            if not self._pending and not self._in_flight:
+                return True
             self._ensure_thread()
+            self._flush_wanted = True
             self._cond.notify_all()
             while self._pending or self._in_flight:
                 left = deadline - time.monotonic()
@@ -349,10 +361,17 @@ class _Durable:
         next_prune = 0.0
         while True:
             with self._cond:
-                if not self._stopping and not self._pending and not self._snapshot_due():
-                    self._cond.wait(FLUSH_INTERVAL)
+                # Batches, at most one write per interval however busy the server is; sooner
+                # only when asked to flush, to stop, or for a snapshot someone is waiting on.
+                deadline = time.monotonic() + FLUSH_INTERVAL
+                while not (self._stopping or self._flush_wanted or self._snapshot_due()):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
                 batch, self._pending = self._pending, []
                 self._in_flight = len(batch)
+                self._flush_wanted = False
                 stopping = self._stopping
             if batch:
                 self._write(store, batch, stopping)
@@ -376,8 +395,9 @@ class _Durable:
     def _oldest(self) -> float:
         return time.time() - self._settings.max_age_days * 86400
 
-    def _write(self, store: JournalStore, batch: list[dict[str, Any]], last: bool) -> None:
-        if self._quietly(store.append_invocations, batch):
+    def _write(self, store: JournalStore, batch: list[Invocation], last: bool) -> None:
+        rows = [{**i.to_dict(), "recorded_at": i.recorded_at} for i in batch]
+        if self._quietly(store.append_invocations, rows):
             return
         if last:
             logger.warning("the journal lost %d invocation(s) it could not write", len(batch))

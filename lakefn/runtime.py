@@ -129,6 +129,9 @@ class Runtime:
         await self.timers.stop()
         if self._watcher is not None:
             await self._watcher.stop()
+        # A stopping server (a redeploy) writes the journal's last entries before it goes.
+        if self.journal.unwritten:
+            await asyncio.get_running_loop().run_in_executor(None, self.journal.flush, 2.0)
         self._loop = None
 
     def close(self) -> None:

@@ -36,16 +36,22 @@ class OAuthPassword:
     def _sdk_config(self) -> Config:
         with self._lock:
             if self._config is None:
-                from databricks.sdk.core import Config
-
+                try:
+                    from databricks.sdk.core import Config
+                except ImportError:
+                    raise LakefnError(
+                        "state: lakebase needs databricks-sdk for its OAuth token: "
+                        "pip install 'lakefn[databricks]' (or set PGPASSWORD)"
+                    ) from None
                 self._config = Config()
             return self._config
 
     def __call__(self) -> str | None:
         if os.environ.get("PGPASSWORD"):
             return None  # libpq uses it as is
+        config = self._sdk_config()
         try:
-            headers: dict[str, Any] = self._sdk_config().authenticate()
+            headers: dict[str, Any] = config.authenticate()
         except Exception as exc:  # noqa: BLE001 - any SDK failure: a store we cannot log in to
             raise StateStoreUnavailable(
                 "lakebase", f"databricks-sdk could not give an OAuth token: {type(exc).__name__}"

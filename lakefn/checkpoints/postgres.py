@@ -203,7 +203,7 @@ class PostgresCheckpointStore(CheckpointStore):
         schema: str = DEFAULT_SCHEMA,
         password: Callable[[], str | None] | None = None,
         clock: Callable[[], float] = time.time,
-        connections: int = 4,
+        connections: int = 8,
         connect_timeout: float = 5.0,
         save_patience: float = 5.0,
     ) -> None:
