@@ -7,11 +7,14 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests._postgres import PostgresServer, new_schema
 from tests.conftest import ProjectDir, run_cli
+from tests.test_notebook_magics import ip, magic, sample  # noqa: F401 - fixtures
 from tests.test_state_postgres import Server, make_project, ready
 from tests.test_watcher_process import TABLE, commit, versions, wait_for
 
@@ -185,3 +188,22 @@ def test_a_bad_state_setting_is_refused_with_file_line_and_field(
     assert done.returncode == 1
     assert f"app.yaml:2: state: state '{state}'" in done.stderr and problem in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_checkpoints_magic_lists_and_moves_them(ip: Any, sample: Path) -> None:  # noqa: F811
+    from IPython.core.error import UsageError
+
+    magic(ip, f"load {sample}")
+    [row] = magic(ip, "checkpoints")
+    assert (row.function, row.table, row.version) == (
+        "unity_monitor",
+        "_data.tpch.dim_customer",
+        None,
+    )
+    moved = magic(ip, "checkpoints set unity_monitor 0")
+    assert "checkpoint None -> 0" in str(moved)
+    shown = magic(ip, "checkpoints")
+    assert shown[0].version == 0 and shown[0].updated_at is not None
+    assert "<table>" in shown._repr_html_() and "Lease Holder" in shown._repr_html_()
+    with pytest.raises(UsageError, match="not a unity_table function"):
+        magic(ip, "checkpoints set example_http 1")

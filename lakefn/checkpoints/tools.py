@@ -171,6 +171,9 @@ class CheckpointMoved:
     #: seconds until the displaced holder may resume (it then starts after `version`)
     resumes_in: float
 
+    def __repr__(self) -> str:
+        return str(self)
+
     def __str__(self) -> str:
         text = (
             f"{self.function} ({self.table}): checkpoint {self.previous} -> {self.version}; "

@@ -260,7 +260,7 @@ class LakefnMagics(Magics):
             return list_checkpoints(runtime.project, runtime.checkpoints)
         if args.function is None or args.version is None:
             raise UsageError("usage: %lakefn checkpoints set FUNCTION VERSION [--force]")
-        moved = set_checkpoint(
+        return set_checkpoint(
             runtime.project,
             runtime.checkpoints,
             args.function,
@@ -268,8 +268,6 @@ class LakefnMagics(Magics):
             table=args.table,
             force=args.force,
         )
-        print(moved)
-        return None
 
     def _do_panel(self, args: argparse.Namespace) -> Any:
         return self.session.panel(log_lines=self.panel_log_lines)
