@@ -331,3 +331,16 @@ def test_password_in_the_url_is_never_shown(postgres: PostgresServer, tmp_path: 
     store.close()
     assert postgres.password not in str(caught.value)
     assert f"postgresql://{postgres.user}@127.0.0.1:1/" in str(caught.value)
+
+
+def test_table_ids_are_kept_per_key_and_replaced(postgres: PostgresServer, tmp_path: Any) -> None:
+    store = open_store(postgres.url(schema=new_schema()), tmp_path)
+    try:
+        assert store.load_table_id("fn|a.b.c") is None  # type: ignore[attr-defined]
+        store.save_table_id("fn|a.b.c", "id-1")  # type: ignore[attr-defined]
+        store.save_table_id("other|a.b.c", "id-9")  # type: ignore[attr-defined]
+        store.save_table_id("fn|a.b.c", "id-2")  # the table was dropped and created again
+        assert store.load_table_id("fn|a.b.c") == "id-2"  # type: ignore[attr-defined]
+        assert store.load_table_id("other|a.b.c") == "id-9"  # type: ignore[attr-defined]
+    finally:
+        store.close()
