@@ -13,6 +13,7 @@
     │   ├── TableNameError     not a Unity three-part name
     │   ├── TableNotFound      the source has no such table
     │   ├── SourceUnavailable  the source cannot be reached (or refused access)
+    │   │   └── StateStoreUnavailable  the state store (PostgreSQL) cannot be reached
     │   ├── HistoryGap         commits needed are gone from the table's history
     │   └── ChangeDataFeedUnavailable  `event.changes()` on a table without change data feed
     ├── CheckpointConflict     another process moved a checkpoint under us
@@ -134,6 +135,16 @@ class SourceUnavailable(TableError):
         self.source = source
         self.reason = reason
         super().__init__(f"table source {source!r} is unavailable: {reason}")
+
+
+class StateStoreUnavailable(SourceUnavailable):
+    """The checkpoint store cannot be reached: for the watcher, a failed check like an
+    unreachable table source, retried on the next one."""
+
+    def __init__(self, store: str, reason: str) -> None:
+        LakefnError.__init__(self, f"the state store {store} is unavailable: {reason}")
+        self.source = store
+        self.reason = reason
 
 
 class HistoryGap(TableError):

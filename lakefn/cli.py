@@ -97,6 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     from .jobs.cli import add_job_parsers
 
     add_job_parsers(sub, _app_arg)  # run, bundle
+
+    from ._state_cli import add_state_parsers
+
+    add_state_parsers(sub, _app_arg)
     return parser
 
 
@@ -181,7 +185,17 @@ def _validate(args: argparse.Namespace) -> int:
     for warning in project.warnings:
         print(f"WARNING {warning}", file=sys.stderr)
     print(f"{project.path}: ok ({len(registry.names)} functions: {summary})")
+    _warn_ephemeral_state(project)
     return 0
+
+
+def _warn_ephemeral_state(project: Any) -> None:
+    from .checkpoints.selection import ephemeral_state_warning
+
+    warning = ephemeral_state_warning(project, deployed=True)
+    if warning:
+        where = "" if os.environ.get("DATABRICKS_APP_NAME") else "if deployed as a Databricks App: "
+        print(f"warning: {where}{warning}", file=sys.stderr)
 
 
 def _functions(args: argparse.Namespace) -> int:

@@ -378,17 +378,39 @@ class AccessConfig(_Model):
         return tuple(email.lower() for email in value)
 
 
+class JournalConfig(_Model):
+    """How much invocation history the state store keeps (the newest `keep`, none older than
+    `max_age_days`), and how many of an invocation's log lines go with it."""
+
+    keep: int = Field(default=10_000, ge=0)
+    max_age_days: float = Field(default=7.0, gt=0)
+    log_lines: int = Field(default=20, ge=0, le=1000)
+
+
 class AppConfig(_Model):
     command: list[str] | None = None
     env: tuple[EnvVar, ...] = ()
     tables: TablesConfig = TablesConfig()
     state: str = ".lakefn/state.db"
+    journal: JournalConfig = JournalConfig()
     http: HttpConfig = HttpConfig()
     access: AccessConfig = AccessConfig()
     functions: tuple[FunctionConfig, ...] = ()
 
     def function(self, name: str) -> FunctionConfig | None:
         return next((f for f in self.functions if f.name == name), None)
+
+    @field_validator("state")
+    @classmethod
+    def _state_form(cls, value: str) -> str:
+        from ._exceptions import LakefnError
+        from .checkpoints.selection import scheme_of
+
+        try:
+            scheme_of(value)
+        except LakefnError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 def load_config(path: str | Path) -> AppConfig:

@@ -57,7 +57,11 @@ class Runtime:
         self.config = project.config
         self.registry = registry if registry is not None else load_functions(project)
         # `is not None`: a journal is falsy while empty, and an empty one handed in must be used.
-        self.journal = journal if journal is not None else Journal()
+        self.journal = (
+            journal
+            if journal is not None
+            else Journal(persist_to=lambda: self.checkpoints, settings=self.config.journal)
+        )
         self._sleep = sleep
         self._wall_clock = wall_clock
         if sleep is None:
@@ -97,10 +101,10 @@ class Runtime:
     def checkpoints(self) -> CheckpointStore:
         with self._lock:
             if self._checkpoints is None:
-                from .checkpoints.sqlite import SQLiteCheckpointStore
+                from .checkpoints.selection import open_project_store
 
                 try:
-                    self._checkpoints = SQLiteCheckpointStore(self.project.state_path)
+                    self._checkpoints = open_project_store(self.project)
                 except LakefnError as exc:
                     self._store_problem = str(exc)
                     raise
@@ -157,6 +161,9 @@ class Runtime:
         await self.timers.stop()
         if self._watcher is not None:
             await self._watcher.stop()
+        # A stopping server (a redeploy) writes the journal's last entries before it goes.
+        if self.journal.unwritten:
+            await asyncio.get_running_loop().run_in_executor(None, self.journal.flush, 2.0)
         self._loop = None
 
     def close(self) -> None:
@@ -165,6 +172,7 @@ class Runtime:
             self._portal.stop()
             self._portal = None
         self.invoker.close()
+        self.journal.close()
         if self._table_source is not None:
             self._table_source.close()
         if self._checkpoints is not None:

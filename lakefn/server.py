@@ -89,7 +89,9 @@ def _mount_admin(app: FastAPI, runtime: Runtime, policy: AccessPolicy) -> None:
     async def tables(role: Role = viewer) -> list[dict[str, Any]]:
         if not runtime.functions_of(TableTrigger):
             return []
-        status = runtime.watcher.status()
+        from .checkpoints.selection import with_state_warning
+
+        status = with_state_warning(runtime.project, runtime.watcher.status())
         return status if role >= Role.ADMIN else [_without_error_text(s) for s in status]
 
     limit = runtime.config.http.max_body_bytes

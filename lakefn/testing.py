@@ -237,7 +237,8 @@ class LakefnHarness:
         clock: FakeClock | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        from .checkpoints.sqlite import SQLiteCheckpointStore
+        from .checkpoints.selection import open_project_store
+        from .journal import Journal
         from .project import load_project
         from .runtime import Runtime
 
@@ -262,7 +263,8 @@ class LakefnHarness:
             self.runtime: Runtime = Runtime(
                 self.project,
                 table_source=self._source,
-                checkpoints=SQLiteCheckpointStore(self.project.state_path),
+                checkpoints=open_project_store(self.project),
+                journal=Journal(),  # in memory: a test reads what it ran, nothing else
                 clock=self.clock,
             )
         except BaseException:

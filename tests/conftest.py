@@ -16,6 +16,8 @@ import pytest
 from lakefn.notebook.background import BackgroundServer
 from lakefn.runtime import Runtime
 
+pytest_plugins = ["tests._postgres"]
+
 REPO = Path(__file__).resolve().parent.parent
 LAKEFN = str(Path(sys.executable).with_name("lakefn"))
 

@@ -14,7 +14,10 @@ import pytest
 from lakefn import CheckpointConflict, LakefnError
 from lakefn.abc import CheckpointStore
 from lakefn.checkpoints.memory import MemoryCheckpointStore
+from lakefn.checkpoints.postgres import PostgresCheckpointStore
+from lakefn.checkpoints.selection import open_store
 from lakefn.checkpoints.sqlite import SQLiteCheckpointStore
+from tests._postgres import PostgresServer, new_schema
 
 
 class FakeTime:
@@ -32,14 +35,17 @@ def clock() -> FakeTime:
     return FakeTime()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeTime
 ) -> Iterator[CheckpointStore]:
     if request.param == "memory":
         made: CheckpointStore = MemoryCheckpointStore(clock=clock)
-    else:
+    elif request.param == "sqlite":
         made = SQLiteCheckpointStore(tmp_path / "state" / "checkpoints.db", clock=clock)
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        made = PostgresCheckpointStore(server.conninfo(), schema=new_schema(), clock=clock)
     yield made
     made.close()
 
@@ -169,10 +175,10 @@ _RACER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from lakefn import CheckpointConflict
-    from lakefn.checkpoints.sqlite import SQLiteCheckpointStore
+    from lakefn.checkpoints.selection import open_store
 
-    path, go, steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-    store = SQLiteCheckpointStore(path)
+    state, go, steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    store = open_store(state, ".")
     while not go.exists():
         time.sleep(0.001)
     won = []
@@ -188,15 +194,29 @@ _RACER = textwrap.dedent(
 )
 
 
-def test_two_processes_racing_compare_and_set_each_step_has_one_winner(tmp_path: Path) -> None:
-    path, go, steps = tmp_path / "shared.db", tmp_path / "go", 200
-    SQLiteCheckpointStore(path).save("fn:a.b.c", 0, expected=None)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A `state:` setting two processes can share."""
+    if request.param == "sqlite":
+        return str(tmp_path / "shared.db")
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.url(schema=new_schema())
+
+
+def test_two_processes_racing_compare_and_set_each_step_has_one_winner(
+    tmp_path: Path, shared_state: str
+) -> None:
+    go, steps = tmp_path / "go", 200
+    first = open_store(shared_state, tmp_path)
+    first.save("fn:a.b.c", 0, expected=None)
+    first.close()
     racers = [
         subprocess.Popen(
-            [sys.executable, "-c", _RACER, str(path), str(go), str(steps)],
+            [sys.executable, "-c", _RACER, shared_state, str(go), str(steps)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            cwd=tmp_path,
         )
         for _ in range(2)
     ]
@@ -205,22 +225,25 @@ def test_two_processes_racing_compare_and_set_each_step_has_one_winner(tmp_path:
     assert all(racer.returncode == 0 for racer in racers), [err for _, err in outputs]
     wins = [[int(v) for v in out.split()] for out, _ in outputs]
     assert sorted(wins[0] + wins[1]) == list(range(1, steps + 1))
-    reopened = SQLiteCheckpointStore(path)
+    reopened = open_store(shared_state, tmp_path)
     assert reopened.load("fn:a.b.c") == steps
     reopened.close()
 
 
-def test_two_processes_only_one_holds_the_lease(tmp_path: Path) -> None:
-    path = tmp_path / "shared.db"
-    here = SQLiteCheckpointStore(path)
+def test_two_processes_only_one_holds_the_lease(tmp_path: Path, shared_state: str) -> None:
+    here = open_store(shared_state, tmp_path)
     assert here.acquire("fn:a.b.c", "process-1", ttl=600)
     script = (
-        "import sys; from lakefn.checkpoints.sqlite import SQLiteCheckpointStore as S; "
-        "s = S(sys.argv[1]); print(s.acquire('fn:a.b.c', 'process-2', 600), "
+        "import sys; from lakefn.checkpoints.selection import open_store; "
+        "s = open_store(sys.argv[1], '.'); print(s.acquire('fn:a.b.c', 'process-2', 600), "
         "s.acquire('other', 'process-2', 600)); s.close()"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script, shared_state],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert done.stdout.split() == ["False", "True"], done.stderr
     here.close()

@@ -25,6 +25,9 @@ USAGE = """\
                                          hand a table function a new commit, or replay history
 %lakefn reload [NAME]                    re-import one function (default: all) from its file
 %lakefn logs [-n N]                      the last N invocations
+%lakefn checkpoints                      table checkpoints and leases (from the state store)
+%lakefn checkpoints set FUNCTION VERSION [--force]
+                                         rewind or skip ahead: delivery resumes after VERSION
 %lakefn panel                            a control panel (ipywidgets)
 
 %%lakefn function NAME                   write the cell to functions/NAME_function.py, reload it
@@ -89,6 +92,15 @@ def build_parser() -> _Parser:
     logs = commands.add_parser("logs", help="the last invocations")
     logs.add_argument(
         "-n", type=int, default=None, help="how many (default: %%config LakefnMagics.log_lines)"
+    )
+
+    checkpoints = commands.add_parser("checkpoints", help="table checkpoints and leases")
+    checkpoints.add_argument("action", nargs="?", choices=["set"], help="set: move one")
+    checkpoints.add_argument("function", nargs="?")
+    checkpoints.add_argument("version", nargs="?", type=int)
+    checkpoints.add_argument("--table", help="the table (default: the function's own)")
+    checkpoints.add_argument(
+        "--force", action="store_true", help="even while a live process delivers the table"
     )
 
     commands.add_parser("panel", help="a control panel")
@@ -158,6 +170,10 @@ class LakefnMagics(Magics):
                                                table function
         %lakefn reload [NAME]                  re-import one function (default: all)
         %lakefn logs [-n N]                    the last N invocations
+        %lakefn checkpoints                    table checkpoints and leases
+        %lakefn checkpoints set FUNCTION VERSION [--force]
+                                               rewind or skip ahead: delivery resumes
+                                               after VERSION
         %lakefn panel                          an ipywidgets control panel
 
         %%lakefn function NAME                 write the cell to functions/NAME_function.py and
@@ -235,6 +251,23 @@ class LakefnMagics(Magics):
         if n < 1:
             raise UsageError("-n must be at least 1")
         return self.session.logs(n)
+
+    def _do_checkpoints(self, args: argparse.Namespace) -> Any:
+        from ..checkpoints.tools import list_checkpoints, set_checkpoint
+
+        runtime = self.session.require()
+        if args.action is None:
+            return list_checkpoints(runtime.project, runtime.checkpoints)
+        if args.function is None or args.version is None:
+            raise UsageError("usage: %lakefn checkpoints set FUNCTION VERSION [--force]")
+        return set_checkpoint(
+            runtime.project,
+            runtime.checkpoints,
+            args.function,
+            args.version,
+            table=args.table,
+            force=args.force,
+        )
 
     def _do_panel(self, args: argparse.Namespace) -> Any:
         return self.session.panel(log_lines=self.panel_log_lines)

@@ -1,0 +1,179 @@
+"""The journal's history in the state store: SQLite and PostgreSQL alike, across restarts and
+processes, with retention, and never in the way of a function when the store is gone."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakefn import ConfigError
+from lakefn.checkpoints.selection import open_store
+from lakefn.config import parse_config
+from lakefn.journal import Invocation, Journal, JournalStore, journal_store_for
+from tests._postgres import PostgresServer, new_schema
+from tests.conftest import ProjectDir
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "state.db")
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.url(schema=new_schema())
+
+
+@pytest.fixture
+def journal_store(state: str, tmp_path: Path) -> Iterator[JournalStore]:
+    store = open_store(state, tmp_path)
+    journal, owned = journal_store_for(store)
+    assert journal is not None
+    yield journal
+    if owned:
+        journal.close()
+    store.close()
+
+
+def entry(n: int, function: str = "f", recorded_at: float | None = None) -> dict[str, Any]:
+    inv = Invocation(
+        id=f"id-{n}",
+        function=function,
+        trigger="http",
+        started_at=datetime.now(timezone.utc),
+        status="ok",
+        duration=0.001 * n,
+        logs=[f"INFO line {n}"],
+    )
+    return {**inv.to_dict(), "recorded_at": recorded_at or 1000.0 + n, "process": "h:1"}
+
+
+def test_store_keeps_entries_newest_first_by_function_once_each(
+    journal_store: JournalStore,
+) -> None:
+    journal_store.append_invocations([entry(1), entry(2, "g"), entry(3)])
+    journal_store.append_invocations([entry(3)])  # written again after a lost reply
+    assert [e["id"] for e in journal_store.recent_invocations()] == ["id-3", "id-2", "id-1"]
+    assert [e["id"] for e in journal_store.recent_invocations(1)] == ["id-3"]
+    assert [e["id"] for e in journal_store.recent_invocations(None, "f")] == ["id-3", "id-1"]
+    back = Invocation.from_dict(journal_store.recent_invocations(1, "g")[0])
+    assert (back.function, back.status, back.logs, back.process) == (
+        "g",
+        "ok",
+        ["INFO line 2"],
+        "h:1",
+    )
+
+
+def test_retention_by_count_and_by_age(journal_store: JournalStore) -> None:
+    now = time.time()
+    journal_store.append_invocations([entry(n, recorded_at=now - 100 + n) for n in range(10)])
+    journal_store.prune_invocations(keep=6, older_than=now - 97)  # 0..2 too old, 3 past keep
+    assert [e["id"] for e in journal_store.recent_invocations()] == [
+        f"id-{n}" for n in range(9, 3, -1)
+    ]
+
+
+def test_history_survives_a_restart_and_merges_with_new_entries(state: str, tmp_path: Path) -> None:
+    store = open_store(state, tmp_path)
+    first = Journal(persist_to=lambda: store)
+    for n in range(3):
+        first.record(_ran(f"before-{n}"))
+    first.close()
+    second = Journal(persist_to=lambda: store)
+    second.record(_ran("after"))
+    try:
+        assert [i.id for i in second.entries()] == ["after", "before-2", "before-1", "before-0"]
+        assert [i.id for i in second.entries(limit=2, function="f")] == ["after", "before-2"]
+    finally:
+        second.close()
+        store.close()
+
+
+def test_a_store_that_is_down_never_fails_a_function_and_gets_the_entries_later(
+    postgres: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = postgres.url(schema=new_schema())
+    store = open_store(state, tmp_path)
+    journal = Journal(persist_to=lambda: store)
+    postgres.stop()
+    try:
+        for n in range(3):
+            journal.record(_ran(f"while-down-{n}"))
+        assert [i.id for i in journal.entries()][:1] == ["while-down-2"]
+        assert not journal.flush(timeout=1.5)
+    finally:
+        postgres.start()
+    assert journal.flush(timeout=30)
+    journal.close()
+    reader = open_store(state, tmp_path)
+    stored = [e["id"] for e in reader.recent_invocations()]  # type: ignore[attr-defined]
+    reader.close()
+    store.close()
+    assert stored == ["while-down-2", "while-down-1", "while-down-0"]
+    warned = [r for r in caplog.records if r.name == "lakefn.journal"]
+    assert len([r for r in warned if "cannot reach" in r.getMessage()]) == 1
+    assert postgres.password not in caplog.text
+
+
+def test_journal_settings_in_app_yaml_bound_what_a_runtime_keeps(project: ProjectDir) -> None:
+    project.config(
+        """\
+        state: state.db
+        journal: {keep: 2, max_age_days: 30, log_lines: 1}
+        functions:
+          - name: hi
+            trigger: {type: http, method: POST, endpoint: /hi}
+        """
+    )
+    project.function(
+        "hi",
+        """\
+        def main(event):
+            event.log.warning("first")
+            event.log.warning("second")
+            return "hi"
+        """,
+    )
+    runtime = project.runtime()
+    for _ in range(4):
+        runtime.invoke_sync("hi")
+    assert runtime.journal.entries()[0].logs == [
+        "WARNING [" + runtime.journal.entries()[0].id + "] second"
+    ]
+    runtime.close()
+    later = project.runtime()
+    try:
+        assert len(later.journal.entries()) == 2  # pruned to `keep` when it started
+    finally:
+        later.close()
+
+
+def test_bad_journal_settings_are_refused_with_the_field() -> None:
+    with pytest.raises(ConfigError, match="journal.keep"):
+        parse_config("journal: {keep: -1}\n")
+
+
+def test_memory_store_keeps_no_history(caplog: pytest.LogCaptureFixture) -> None:
+    from lakefn.checkpoints.memory import MemoryCheckpointStore
+
+    journal = Journal(persist_to=MemoryCheckpointStore)
+    journal.record(_ran("one"))
+    assert [i.id for i in journal.entries()] == ["one"]
+    journal.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def _ran(invocation_id: str, function: str = "f") -> Invocation:
+    return Invocation(
+        id=invocation_id,
+        function=function,
+        trigger="http",
+        started_at=datetime.now(timezone.utc),
+        status="ok",
+        duration=0.001,
+    )
