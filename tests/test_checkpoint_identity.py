@@ -13,17 +13,22 @@ import pytest
 
 from lakefn.abc import CheckpointStore
 from lakefn.checkpoints.memory import MemoryCheckpointStore
+from lakefn.checkpoints.postgres import PostgresCheckpointStore
 from lakefn.checkpoints.sqlite import SQLiteCheckpointStore
+from tests._postgres import PostgresServer, new_schema
 
 KEY = "watch|main.sales.orders"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CheckpointStore]:
     if request.param == "memory":
         made: CheckpointStore = MemoryCheckpointStore()
-    else:
+    elif request.param == "sqlite":
         made = SQLiteCheckpointStore(tmp_path / "state.db")
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        made = PostgresCheckpointStore(server.conninfo(), schema=new_schema())
     yield made
     made.close()
 
