@@ -7,12 +7,29 @@ import logging
 import os
 import socket
 import sys
+from typing import Any
 
 from ._exceptions import ServerError
 from ._limits import PROTOCOL
 
 #: seconds uvicorn waits for running requests on shutdown; the whole stop stays under 5 s
 GRACEFUL_SHUTDOWN = 2
+
+
+async def serve_in_loop(server: Any, sock: socket.socket) -> None:
+    """Run a uvicorn server on the current loop until it exits, leaving no connection open.
+
+    Past its graceful timeout uvicorn cancels the requests still running but leaves their
+    connections open; on a loop that then stops (a notebook's, a test's) their sockets would be
+    left to the garbage collector. Closing them here ends each such request for its client."""
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        sock.close()
+        for connection in list(server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None and not transport.is_closing():
+                transport.close()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -421,7 +421,7 @@ class LakefnHarness:
         import uvicorn
 
         from ._limits import PROTOCOL
-        from ._serve import bind_socket
+        from ._serve import bind_socket, serve_in_loop
 
         sock = bind_socket("127.0.0.1", 0)
         # lifespan off: the background triggers run only after `start()`. log_config=None
@@ -431,7 +431,7 @@ class LakefnHarness:
         )
         server = uvicorn.Server(config)
         loop = self._running_loop()
-        self._serving = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop)
+        self._serving = asyncio.run_coroutine_threadsafe(serve_in_loop(server, sock), loop)
         self._server = server
         deadline = time.monotonic() + self.timeout
         while not server.started:

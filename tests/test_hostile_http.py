@@ -6,9 +6,11 @@ HEAD, route order, shutdown, and a fuzz of whole requests. One test per thing a 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -483,6 +485,50 @@ def test_a_request_cut_off_by_shutdown_gets_a_json_503_and_no_traceback(
     assert answer[0].status_code == 503 and "stopping" in answer[0].json()["detail"]
     assert not [r for r in caplog.records if r.exc_info], caplog.text  # no traceback
     assert "Exception in ASGI application" not in caplog.text
+
+
+STREAMING = """\
+import asyncio
+from starlette.responses import StreamingResponse
+STARTED = []
+async def body():
+    yield b"first chunk"
+    STARTED.append(1)
+    await asyncio.Event().wait()  # never ends: only shutdown stops it
+def main(event):
+    return StreamingResponse(body(), media_type="text/plain")
+"""
+
+
+def test_a_response_cut_off_mid_body_by_shutdown_closes_its_connection(project, serve) -> None:
+    project.config(
+        "functions:\n  - name: stream\n    trigger: {type: http, method: GET, endpoint: /stream}\n"
+    )
+    project.function("stream", STREAMING)
+    live = serve(project)
+    started = module(live, "stream")["STARTED"]
+    ended: list[BaseException | None] = []
+
+    def read_all() -> None:
+        try:
+            with httpx.stream("GET", f"{live.url}/stream", timeout=30) as response:
+                for _ in response.iter_bytes():
+                    pass
+            ended.append(None)
+        except httpx.HTTPError as exc:
+            ended.append(exc)
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    assert wait_until(lambda: started)
+    live.background.stop()  # 2 s of grace, then the response is cut off
+    reader.join(10)
+    assert ended, "the client was left waiting on a connection nobody serves"
+    assert isinstance(ended[0], httpx.RemoteProtocolError)  # a body cut short, as it was
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], caught
 
 
 # -- a fuzz of whole requests -----------------------------------------------------------------

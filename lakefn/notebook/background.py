@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import ServerError
 from .._limits import PROTOCOL
 from .._loopthread import LoopThread
-from .._serve import bind_socket
+from .._serve import bind_socket, serve_in_loop
 from .links import proxy_root_path
 
 if TYPE_CHECKING:
@@ -77,13 +77,11 @@ class BackgroundServer:
 
     async def _serve(self, sock: socket.socket) -> None:
         try:
-            await self._server.serve(sockets=[sock])
+            await serve_in_loop(self._server, sock)
         except SystemExit:
             # uvicorn exits the process when the app's startup fails; here that would only
             # kill the loop, so it becomes an error the caller sees.
             raise ServerError("the app failed to start; see the log above") from None
-        finally:
-            sock.close()
 
     def _wait_started(self) -> None:
         assert self._done is not None
