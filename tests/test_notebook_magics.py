@@ -454,3 +454,43 @@ def test_serve_works_after_nest_asyncio_apply(sample: Path) -> None:
         """
     )
     assert result.stdout.strip().endswith("ok"), result.stderr
+
+
+# -- run: a function once, as its Databricks Job would ----------------------------------------------
+
+
+def test_run_delivers_new_commits_once_and_moves_the_checkpoint(
+    ip: InteractiveShell, sample: Path, tmp_path: Path
+) -> None:
+    from lakefn.testing import LocalTables
+
+    magic(ip, f"load {sample}")
+    first = magic(ip, "run unity_monitor")  # start: latest records where it begins
+    assert first.outcome == "nothing_new" and first.checkpoint_after == 0
+    tables = LocalTables(tmp_path / "catalog")
+    tables.append(TABLE, sample_customers()[:1])
+    ran = magic(ip, "run unity_monitor")
+    assert ran.outcome == "delivered" and ran.to_dict()["delivered_versions"] == [1]
+    assert ran.checkpoint_after == 1
+    assert magic(ip, "run unity_monitor").outcome == "nothing_new"  # delivered once
+
+
+def test_run_hands_a_timer_its_scheduled_time(ip: InteractiveShell, sample: Path) -> None:
+    magic(ip, f"load {sample}")
+    ran = magic(ip, "run scheduled_task --scheduled-time 2026-03-01T02:30:00Z")
+    assert ran.outcome == "ok" and ran.past_due is True
+    assert ran.scheduled_time.isoformat() == "2026-03-01T02:30:00+00:00"
+    with pytest.raises(UsageError, match="not an ISO 8601 time"):
+        magic(ip, "run scheduled_task --scheduled-time yesterday")
+
+
+def test_run_is_refused_for_a_table_the_running_server_watches(
+    ip: InteractiveShell, sample: Path
+) -> None:
+    magic(ip, f"load {sample}")
+    magic(ip, f"serve --port {free_port()}")
+    try:
+        with pytest.raises(UsageError, match="watched by the running server"):
+            magic(ip, "run unity_monitor")
+    finally:
+        magic(ip, "stop")

@@ -91,6 +91,10 @@ class RunReport:
             out["past_due"] = self.past_due
         return out
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # How a notebook cell shows `%lakefn run`: the same lines the CLI prints.
+        printer.text("\n".join(self.lines()) or f"{self.function}: {self.outcome}")
+
     def lines(self) -> list[str]:
         """The plain-text report, one line per fact."""
         out = []

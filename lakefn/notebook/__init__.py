@@ -17,7 +17,9 @@ from .session import Session
 
 if TYPE_CHECKING:
     import os
+    from datetime import datetime
 
+    from ..jobs.run import RunReport
     from ..journal import Invocation
     from ..runtime import Runtime
     from .panel import Panel
@@ -31,6 +33,7 @@ __all__ = [
     "logs",
     "panel",
     "reload",
+    "run",
     "serve",
     "session",
     "simulate",
@@ -102,6 +105,10 @@ def invoke(name: str, payload: Any = None) -> Invocation:
 
 def simulate(name: str, operation: str = "WRITE", **kwargs: Any) -> Invocation:
     return session().simulate(name, operation, **kwargs)
+
+
+def run(name: str, scheduled_time: datetime | None = None, **kwargs: Any) -> RunReport:
+    return session().run(name, scheduled_time, **kwargs)
 
 
 def reload(name: str | None = None) -> list[str]:

@@ -25,6 +25,7 @@ USAGE = """\
                                          hand a table function a new commit, or replay history
 %lakefn reload [NAME]                    re-import one function (default: all) from its file
 %lakefn logs [-n N]                      the last N invocations
+%lakefn run NAME [--scheduled-time ISO]  run a timer or table function as its job would
 %lakefn checkpoints                      table checkpoints and leases (from the state store)
 %lakefn checkpoints set FUNCTION VERSION [--force]
                                          rewind or skip ahead: delivery resumes after VERSION
@@ -92,6 +93,13 @@ def build_parser() -> _Parser:
     logs = commands.add_parser("logs", help="the last invocations")
     logs.add_argument(
         "-n", type=int, default=None, help="how many (default: %%config LakefnMagics.log_lines)"
+    )
+
+    run = commands.add_parser("run", help="run a timer or table function as its job would")
+    run.add_argument("name")
+    run.add_argument("--scheduled-time", help="ISO time of the tick (timers; default now)")
+    run.add_argument(
+        "--lease-wait", type=float, help="seconds to wait for another run's lease (default 300)"
     )
 
     checkpoints = commands.add_parser("checkpoints", help="table checkpoints and leases")
@@ -170,6 +178,7 @@ class LakefnMagics(Magics):
                                                table function
         %lakefn reload [NAME]                  re-import one function (default: all)
         %lakefn logs [-n N]                    the last N invocations
+        %lakefn run NAME                       run a timer or table function as its job would
         %lakefn checkpoints                    table checkpoints and leases
         %lakefn checkpoints set FUNCTION VERSION [--force]
                                                rewind or skip ahead: delivery resumes
@@ -241,6 +250,15 @@ class LakefnMagics(Magics):
             replay_from=args.replay_from,
         )
         return self.session.view(invocation)
+
+    def _do_run(self, args: argparse.Namespace) -> Any:
+        from ..jobs.run import parse_time
+
+        try:
+            at = parse_time(args.scheduled_time) if args.scheduled_time else None
+        except LakefnError as exc:
+            raise UsageError(str(exc)) from None
+        return self.session.run(args.name, at, lease_wait=args.lease_wait)
 
     def _do_reload(self, args: argparse.Namespace) -> None:
         names = self.session.reload(args.name)

@@ -22,7 +22,10 @@ from .links import build_link
 from .views import InvocationLog, InvocationView, LogCapture, ServerStatus
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ..abc import TableSource
+    from ..jobs.run import RunReport
     from ..journal import Invocation
     from ..runtime import Runtime
     from .background import BackgroundServer
@@ -212,6 +215,25 @@ class Session:
         coro = runtime.simulate_table_change(
             name, operation=operation, rows=rows, version=version, replay_from=replay_from
         )
+        return self.submit(coro).result()
+
+    def run(
+        self, name: str, scheduled_time: datetime | None = None, lease_wait: float | None = None
+    ) -> RunReport:
+        """Run a timer or table function once as its Databricks Job would (`lakefn run`): a
+        table function gets every new commit after its checkpoint, which then moves."""
+        from ..config import TableTrigger
+        from ..jobs.run import DEFAULT_LEASE_WAIT, run_function
+
+        runtime = self.require()
+        config = runtime.registry.config(name)
+        if self.serving and isinstance(config.trigger, TableTrigger) and config.run_on == "app":
+            raise LakefnError(
+                f"{name} is watched by the running server, which delivers its new commits "
+                "itself; `%lakefn simulate` hands it a commit by hand, or stop the server first"
+            )
+        wait = DEFAULT_LEASE_WAIT if lease_wait is None else lease_wait
+        coro = run_function(runtime, name, scheduled_time=scheduled_time, lease_wait=wait)
         return self.submit(coro).result()
 
     def reload(self, name: str | None = None) -> list[str]:
