@@ -18,10 +18,14 @@ local. Forwarded identity (`X-Forwarded-Email`) is believed only as a Databricks
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 import ipaddress
 import os
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 
@@ -91,6 +95,15 @@ def bearer_token_matches(header: str | None, token: str | None) -> bool:
     return bool(wanted) and hmac.compare_digest(given, wanted)
 
 
+class Grant(NamedTuple):
+    """A caller's role and what earned it: `via` is loopback | token | app | none; `who` is
+    the Databricks App user's email (else "")."""
+
+    role: Role
+    via: str
+    who: str = ""
+
+
 class AccessPolicy:
     def __init__(
         self, config: AccessConfig | None = None, environ: Mapping[str, str] = os.environ
@@ -98,26 +111,39 @@ class AccessPolicy:
         self.config = config or AccessConfig()
         self.environ = environ  # read per request: the token may be set after start
 
-    def role(self, headers: Mapping[str, str], client_host: str | None) -> Role:
+    def grant(self, headers: Mapping[str, str], client_host: str | None) -> Grant:
         if bearer_token_matches(headers.get("authorization"), self.environ.get(TOKEN_ENV)):
-            return Role.ADMIN
+            return Grant(Role.ADMIN, "token")
         proxied = any(is_proxy_header(name) for name in headers)
         if not proxied:
-            return Role.ADMIN if is_loopback(client_host) else Role.NONE
-        if self.environ.get(APP_NAME_ENV):
-            return self._app_user_role(headers.get("x-forwarded-email"))
-        return Role.NONE
+            if is_loopback(client_host):
+                return Grant(Role.ADMIN, "loopback")
+            return Grant(Role.NONE, "none")
+        if self.running_as_app:
+            email = (headers.get("x-forwarded-email") or "").strip().lower()
+            return Grant(self._app_user_role(email), "app", email)
+        return Grant(Role.NONE, "none")
 
-    def _app_user_role(self, email: str | None) -> Role:
+    @property
+    def running_as_app(self) -> bool:
+        return bool(self.environ.get(APP_NAME_ENV))
+
+    def role(self, headers: Mapping[str, str], client_host: str | None) -> Role:
+        return self.grant(headers, client_host).role
+
+    def _app_user_role(self, email: str) -> Role:
         if not email:
             return Role.NONE
-        if email.strip().lower() in self.config.admins:
+        if email in self.config.admins:
             return Role.ADMIN
         return Role.VIEWER if self.config.viewers == "all" else Role.NONE
 
-    def role_of(self, request: Request) -> Role:
+    def grant_of(self, request: Request) -> Grant:
         client = request.client
-        return self.role(request.headers, client.host if client else None)
+        return self.grant(request.headers, client.host if client else None)
+
+    def role_of(self, request: Request) -> Role:
+        return self.grant_of(request).role
 
 
 def refusal(need: Role) -> str:
@@ -134,9 +160,76 @@ def requires(policy: AccessPolicy, need: Role) -> Callable[[Request], Awaitable[
     role, for a route that shows less to viewers."""
 
     async def check(request: Request) -> Role:
-        role = policy.role_of(request)
-        if role < need:
+        grant = policy.grant_of(request)
+        if grant.role < need:
             raise HTTPException(status_code=403, detail=refusal(need))
-        return role
+        if request.method == "POST":
+            problem = cross_site(request.headers, grant)
+            if problem:
+                raise HTTPException(status_code=403, detail=problem)
+        return grant.role
 
     return check
+
+
+# -- actions from a browser ---------------------------------------------------------------------
+#
+# A browser attaches whatever makes a caller an admin (being on loopback, the App's sign-in
+# cookie) to requests that other sites' pages make, so an action must prove it came from the
+# console's own page: the browser's own word on where it came from (Sec-Fetch-Site, Origin),
+# and a token that only a page this server rendered for this caller holds.
+
+
+def host_is_local(host_header: str | None) -> bool:
+    """Is the Host a loopback name or an IP literal? A page that a DNS name pointing at
+    127.0.0.1 asks for (DNS rebinding) has another site's name here."""
+    if not host_header:
+        return False
+    hostname = urlsplit(f"//{host_header}").hostname or ""
+    if hostname == "localhost" or hostname.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    return True
+
+
+def cross_site(headers: Mapping[str, str], grant: Grant) -> str | None:
+    """Why a POST looks like another site's page sent it; None when it does not. Callers that
+    are not browsers (curl, httpx, the notebook) send neither header and pass."""
+    fetched_from = headers.get("sec-fetch-site", "").lower()
+    if fetched_from and fetched_from not in ("same-origin", "none"):
+        return f"refused: a page of another site ({fetched_from}) sent this request"
+    origin = headers.get("origin")
+    if origin and origin != "null":
+        # Behind the Databricks Apps proxy the browser's host is the forwarded one.
+        host = headers.get("x-forwarded-host") if grant.via == "app" else None
+        host = host or headers.get("host", "")
+        if (urlsplit(origin).netloc or "").lower() != host.lower():
+            return f"refused: the request came from {origin}, not from this server's pages"
+    elif origin == "null":
+        return "refused: the request came from an opaque origin"
+    return None
+
+
+class ActionGuard:
+    """CSRF tokens for the console's actions: an HMAC of the caller's identity under a secret
+    made when the process starts, so a token works only for whom it was rendered and dies
+    with the process. Nothing to store, nothing to configure."""
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._secret = secret or secrets.token_bytes(32)
+
+    def token(self, grant: Grant) -> str:
+        subject = f"{grant.via}|{grant.who}".encode()
+        return hmac.new(self._secret, subject, hashlib.sha256).hexdigest()
+
+    def refusal(self, headers: Mapping[str, str], grant: Grant, supplied: str | None) -> str | None:
+        """Why an action must not run; None when it may. The caller must already be admin."""
+        problem = cross_site(headers, grant)
+        if problem:
+            return problem
+        if not supplied or not hmac.compare_digest(supplied.encode(), self.token(grant).encode()):
+            return "refused: the form is stale or was not made by this server; reload the page"
+        return None
