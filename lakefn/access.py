@@ -1,8 +1,9 @@
 """Who may use lakefn's own routes: one policy for the console, /lakefn/* and the admin invoke.
 
-    admin   everything: loopback callers that came through no proxy; callers with
-            `Authorization: Bearer $LAKEFN_ADMIN_TOKEN`; as a Databricks App, the users that
-            app.yaml `access.admins` names
+    admin   everything: loopback callers that came through no proxy (and name this machine
+            in Host); callers with `Authorization: Bearer $LAKEFN_ADMIN_TOKEN` or a browser
+            that opened the console once with `?token=$LAKEFN_ADMIN_TOKEN` (a cookie);
+            as a Databricks App, the users that app.yaml `access.admins` names
     viewer  read-only, error text hidden: as a Databricks App, every signed-in user when
             `access.viewers: all`
     none    anyone else: 403
@@ -13,6 +14,9 @@ A proxy on the same machine (the Databricks Apps proxy, nginx, a tunnel) makes e
 arrive from loopback, so a request that bears any header a proxy sets is never trusted as
 local. Forwarded identity (`X-Forwarded-Email`) is believed only as a Databricks App
 (`DATABRICKS_APP_NAME` set), where the platform's proxy sets it and strips what clients send.
+
+Actions a browser can send (the console's forms, the admin invoke) also refuse requests that
+another site's page made (`cross_site`, `ActionGuard`).
 """
 
 from __future__ import annotations
@@ -96,8 +100,8 @@ def bearer_token_matches(header: str | None, token: str | None) -> bool:
 
 
 class Grant(NamedTuple):
-    """A caller's role and what earned it: `via` is loopback | token | app | none; `who` is
-    the Databricks App user's email (else "")."""
+    """A caller's role and what earned it: `via` is loopback | token | app | rebound (loopback,
+    but under another site's name) | none; `who` is the Databricks App user's email."""
 
     role: Role
     via: str
@@ -112,13 +116,16 @@ class AccessPolicy:
         self.environ = environ  # read per request: the token may be set after start
 
     def grant(self, headers: Mapping[str, str], client_host: str | None) -> Grant:
-        if bearer_token_matches(headers.get("authorization"), self.environ.get(TOKEN_ENV)):
+        token = self.environ.get(TOKEN_ENV)
+        if bearer_token_matches(headers.get("authorization"), token):
+            return Grant(Role.ADMIN, "token")
+        if token and cookie_matches(headers.get("cookie"), token):
             return Grant(Role.ADMIN, "token")
         proxied = any(is_proxy_header(name) for name in headers)
         if not proxied:
-            if is_loopback(client_host):
+            if is_loopback(client_host) and host_is_local(headers.get("host")):
                 return Grant(Role.ADMIN, "loopback")
-            return Grant(Role.NONE, "none")
+            return Grant(Role.NONE, "rebound" if is_loopback(client_host) else "none")
         if self.running_as_app:
             email = (headers.get("x-forwarded-email") or "").strip().lower()
             return Grant(self._app_user_role(email), "app", email)
@@ -181,18 +188,49 @@ def requires(policy: AccessPolicy, need: Role) -> Callable[[Request], Awaitable[
 
 
 def host_is_local(host_header: str | None) -> bool:
-    """Is the Host a loopback name or an IP literal? A page that a DNS name pointing at
-    127.0.0.1 asks for (DNS rebinding) has another site's name here."""
+    """May a loopback caller that names this Host be believed local? An IP literal,
+    `localhost`, or a single-label name (this machine's, a container's); not a dotted DNS name,
+    which is what a page of another site uses to reach 127.0.0.1 as itself (DNS rebinding) and
+    then read this server's answers. No Host at all (HTTP/1.0) names nothing and passes."""
     if not host_header:
-        return False
-    hostname = urlsplit(f"//{host_header}").hostname or ""
-    if hostname == "localhost" or hostname.endswith(".localhost"):
         return True
+    try:
+        hostname = urlsplit(f"//{host_header}").hostname or ""
+    except ValueError:
+        return False
+    if hostname == "localhost" or hostname.endswith(".localhost") or "." not in hostname:
+        return bool(hostname)
     try:
         ipaddress.ip_address(hostname)
     except ValueError:
         return False
     return True
+
+
+#: the cookie that stands for `LAKEFN_ADMIN_TOKEN` in a browser (see `console_cookie`)
+COOKIE = "lakefn_console"
+
+
+def console_cookie(token: str) -> str:
+    """The cookie's value for an admin token: derived, so the token itself never sits in the
+    browser; stable while the token is, so a restart does not sign anyone out."""
+    key = os.fsencode(token.strip())
+    return hmac.new(key, b"lakefn console cookie", hashlib.sha256).hexdigest()
+
+
+def cookie_matches(header: str | None, token: str | None) -> bool:
+    if not header or not token or not token.strip():
+        return False
+    wanted = console_cookie(token).encode()
+    for part in header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE:
+            try:
+                given = value.strip().encode("ascii")
+            except UnicodeEncodeError:
+                return False
+            return hmac.compare_digest(given, wanted)
+    return False
 
 
 def cross_site(headers: Mapping[str, str], grant: Grant) -> str | None:

@@ -188,7 +188,7 @@ def without_error_text(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_type(text: str) -> str:
-    """"ValueError" of "ValueError: secret", also after a "versions 3..4: " prefix."""
+    """ "ValueError" of "ValueError: secret", also after a "versions 3..4: " prefix."""
     parts = [part.strip() for part in text.split(":")]
     head = parts[0]
     if head.isidentifier():

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 HERE = Path(__file__).parent
 
 
-@functools.lru_cache(maxsize=1)
+@functools.cache
 def environment() -> jinja2.Environment:
     import jinja2
 
@@ -35,7 +35,7 @@ def environment() -> jinja2.Environment:
     return env
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def static(name: str) -> str:
     return (HERE / "static" / name).read_text(encoding="utf-8")
 
@@ -67,7 +67,7 @@ def _parse(value: str | None) -> datetime | None:
 
 
 def ago(value: str | None) -> str:
-    """"12 s ago", "in 3 min" for an ISO time; "—" for none."""
+    """ "12 s ago", "in 3 min" for an ISO time; "—" for none."""
     when = _parse(value)
     if when is None:
         return "—"

@@ -16,10 +16,19 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from .._exceptions import FunctionNotFound, LakefnError
-from ..access import ActionGuard, AccessPolicy, Grant, Role, host_is_local
+from ..access import (
+    COOKIE,
+    TOKEN_ENV,
+    AccessPolicy,
+    ActionGuard,
+    Grant,
+    Role,
+    bearer_token_matches,
+    console_cookie,
+)
 from ..config import HttpTrigger, TableTrigger, TimerTrigger
 from . import data
 from .logs import InvocationLogs
@@ -77,12 +86,29 @@ class Console:
     # -- who is asking ---------------------------------------------------------------------------
 
     def _grant(self, request: Request) -> Grant:
-        grant = self.policy.grant_of(request)
-        if grant.via == "loopback" and not host_is_local(request.headers.get("host")):
-            # A browser on this machine, sent here by another site's DNS name (DNS
-            # rebinding): it would read this page as that site's.
-            return Grant(Role.NONE, "rebound")
-        return grant
+        return self.policy.grant_of(request)
+
+    def _sign_in(self, request: Request, supplied: str) -> Response:
+        """`/?token=$LAKEFN_ADMIN_TOKEN`: a browser cannot send a bearer token, so the
+        console trades it for a cookie (behind a notebook's proxy, the only way in), then
+        sends the browser on without the token in its address bar and history."""
+        token = self.policy.environ.get(TOKEN_ENV)
+        if not bearer_token_matches(f"Bearer {supplied}", token):
+            grant = self._grant(request)
+            return self._forbidden(request, grant, f"that is not this server's ${TOKEN_ENV}")
+        assert token is not None
+        root = request.scope.get("root_path", "").rstrip("/")
+        answer = RedirectResponse(f"{root}/", status_code=303)
+        forwarded = request.headers.get("x-forwarded-proto", "")
+        answer.set_cookie(
+            COOKIE,
+            console_cookie(token),
+            path=f"{root}/",
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https" or forwarded.lower() == "https",
+        )
+        return answer
 
     def _forbidden(self, request: Request, grant: Grant, message: str | None = None) -> Response:
         context = {
@@ -96,6 +122,9 @@ class Console:
     # -- pages -----------------------------------------------------------------------------------
 
     async def page(self, request: Request) -> Response:
+        supplied = request.query_params.get("token")
+        if supplied is not None:
+            return self._sign_in(request, supplied)
         grant = self._grant(request)
         if grant.role < Role.VIEWER:
             return self._forbidden(request, grant)
