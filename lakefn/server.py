@@ -44,6 +44,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.console = the_console
     app.add_middleware(RequestGuard)
     # lakefn's own routes first: routes match in order, and a project's catch-all
     # (`/{anything:path}`) must not shadow /healthz or /lakefn/*.
