@@ -72,6 +72,8 @@ def ago(value: str | None) -> str:
     if when is None:
         return "—"
     delta = (datetime.now(timezone.utc) - when).total_seconds()
+    if abs(delta) < 1:
+        return "just now"
     text = seconds(abs(delta))
     return f"{text} ago" if delta >= 0 else f"in {text}"
 
