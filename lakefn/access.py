@@ -237,9 +237,13 @@ def cross_site(headers: Mapping[str, str], grant: Grant) -> str | None:
     """Why a POST looks like another site's page sent it; None when it does not. Callers that
     are not browsers (curl, httpx, the notebook) send neither header and pass."""
     fetched_from = headers.get("sec-fetch-site", "").lower()
-    if fetched_from and fetched_from not in ("same-origin", "none"):
+    if fetched_from in ("same-origin", "none"):
+        # The browser vouches for it; comparing Origin with Host would only trip over a
+        # proxy that rewrites Host.
+        return None
+    if fetched_from:
         return f"refused: a page of another site ({fetched_from}) sent this request"
-    origin = headers.get("origin")
+    origin = headers.get("origin")  # older browsers: no Sec-Fetch-Site
     if origin and origin != "null":
         # Behind the Databricks Apps proxy the browser's host is the forwarded one.
         host = headers.get("x-forwarded-host") if grant.via == "app" else None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from .._exceptions import FunctionNotFound, LakefnError
 from ..access import (
@@ -30,6 +30,7 @@ from ..access import (
     console_cookie,
 )
 from ..config import HttpTrigger, TableTrigger, TimerTrigger
+from ..triggers import http
 from . import data
 from .logs import InvocationLogs
 from .render import render
@@ -73,7 +74,7 @@ class Console:
 
     def mount_routes(self, app: FastAPI) -> None:
         """/lakefn/console/*: before the project's routes, like the rest of /lakefn/*."""
-        app.add_api_route("/lakefn/console/live", self.live, methods=["GET"])
+        app.add_api_route("/lakefn/console/live", self.live, methods=["GET", "HEAD"])
         app.add_api_route("/lakefn/console/run", self.run, methods=["POST"])
         app.add_api_route("/lakefn/console/simulate", self.simulate, methods=["POST"])
         for route in app.router.routes[-3:]:
@@ -81,7 +82,7 @@ class Console:
 
     def mount_page(self, app: FastAPI) -> None:
         """GET /: after the project's routes, so a function of its own at / keeps it."""
-        app.add_api_route("/", self.page, methods=["GET"], include_in_schema=False)
+        app.add_api_route("/", self.page, methods=["GET", "HEAD"], include_in_schema=False)
 
     # -- who is asking ---------------------------------------------------------------------------
 
@@ -95,6 +96,8 @@ class Console:
         token = self.policy.environ.get(TOKEN_ENV)
         if not bearer_token_matches(f"Bearer {supplied}", token):
             grant = self._grant(request)
+            if not (token or "").strip():
+                return self._forbidden(request, grant, f"this server has no ${TOKEN_ENV} set")
             return self._forbidden(request, grant, f"that is not this server's ${TOKEN_ENV}")
         assert token is not None
         root = request.scope.get("root_path", "").rstrip("/")
@@ -239,9 +242,12 @@ class Console:
         if grant.role < Role.ADMIN:
             message = "only admins may run actions" if grant.role else None
             return self._forbidden(request, grant, message)
-        body = await request.body()
-        if len(body) > MAX_FORM_BYTES:
-            return HTMLResponse("the form is too large", status_code=413)
+        try:
+            body = await http.read_body(request, MAX_FORM_BYTES)
+        except http.BodyTooLarge:
+            return http.too_large(MAX_FORM_BYTES)
+        except http.NoBody:
+            return http.gone()
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         problem = self.guard.refusal(request.headers, grant, form.get("csrf"))
         if problem:
