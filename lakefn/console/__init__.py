@@ -4,6 +4,6 @@ Jinja2 is imported on the first page rendered, never by `import lakefn`."""
 
 from __future__ import annotations
 
-from .routes import Console, mount
+from .routes import Console
 
-__all__ = ["Console", "mount"]
+__all__ = ["Console"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -45,6 +45,9 @@ MAX_FORM_BYTES = 1_000_000
 #: operations offered when simulating a table change (any other may be typed)
 OPERATIONS = ("WRITE", "MERGE", "UPDATE", "DELETE", "STREAMING UPDATE", "CREATE OR REPLACE TABLE")
 FRAGMENT_HEADER = "x-lakefn-fragment"
+
+#: what an action does with its form: a result for result.html (`problem` when refused)
+Action = Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
 
 
 class Console:
@@ -220,9 +223,6 @@ class Console:
 
         return await self._action(request, act)
 
-    # A seam for actions to come (rewinding a checkpoint once the state store work lands):
-    # a coroutine taking the form and returning a result dict, passed to `_action`.
-
     def _trigger(self, name: str) -> Any:
         fn = self.runtime.config.function(name)
         return None if fn is None else fn.trigger
@@ -237,7 +237,11 @@ class Console:
         shown = data.invocations_of([invocation], Role.ADMIN, self.logs)[0]
         return {"function": name, "invocation": shown, "result": data.result_of(invocation)}
 
-    async def _action(self, request: Request, act: Any) -> Response:
+    async def _action(self, request: Request, act: Action) -> Response:
+        """Every console action goes through here: admins only, the CSRF guard, the form
+        parsed, `act` run, its result shown. An action to come (rewinding a checkpoint, once
+        the state store work lands) is one more `act`, one route in `mount_routes`, and one
+        form in console.html whose result renders in result.html."""
         grant = self._grant(request)
         if grant.role < Role.ADMIN:
             message = "only admins may run actions" if grant.role else None
@@ -257,9 +261,3 @@ class Console:
         if request.headers.get(FRAGMENT_HEADER):
             return render(request, "result.html", {"result": result}, status_code=status_code)
         return self._page(request, grant, result, form, status_code)
-
-
-def mount(app: FastAPI, runtime: Runtime, policy: AccessPolicy) -> Console:
-    console = Console(runtime, policy)
-    console.mount_routes(app)
-    return console
