@@ -7,6 +7,7 @@ each kind of caller, through httpx's ASGI transport with the caller's address.""
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 
 import httpx
@@ -288,3 +289,19 @@ async def test_a_project_function_at_root_keeps_it(project) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         assert (await client.get("/")).json() == {"home": True}
         assert (await client.get("/lakefn/console/live")).status_code == 200
+
+
+async def test_without_jinja2_the_console_says_what_to_install(project, monkeypatch) -> None:
+    from lakefn.console import render
+
+    project.config("functions: []\n")
+    app = create_app(runtime=project.runtime())
+    render.environment.cache_clear()
+    monkeypatch.setitem(sys.modules, "jinja2", None)  # as if not installed
+    try:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            r = await client.get("/")
+        assert r.status_code == 500 and "pip install 'jinja2>=3.1'" in r.text
+    finally:
+        render.environment.cache_clear()

@@ -10,11 +10,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, PlainTextResponse
 
 if TYPE_CHECKING:
     import jinja2
     from starlette.requests import Request
+    from starlette.responses import Response
 
 HERE = Path(__file__).parent
 
@@ -42,11 +43,17 @@ def static(name: str) -> str:
 
 def render(
     request: Request, template: str, context: dict[str, Any], status_code: int = 200
-) -> HTMLResponse:
+) -> Response:
     # root_path: the prefix a proxy serves the app under (a notebook's driver proxy or
     # jupyter-server-proxy), so the page's links and requests go back through it.
     root = request.scope.get("root_path", "").rstrip("/")
-    html = environment().get_template(template).render(root=root, **context)
+    try:
+        env = environment()
+    except ImportError:
+        # An install from metadata older than the console's dependency: say what to do.
+        message = "lakefn's console needs Jinja2: pip install 'jinja2>=3.1' (lakefn depends on it)"
+        return PlainTextResponse(message, status_code=500)
+    html = env.get_template(template).render(root=root, **context)
     headers = {
         "Cache-Control": "no-store",
         "X-Frame-Options": "SAMEORIGIN",
