@@ -12,11 +12,11 @@ from typing import Any
 from fastapi import Depends, FastAPI, Query, Request
 from starlette.responses import JSONResponse
 
-from . import __version__
+from . import __version__, console
 from ._exceptions import FunctionNotFound, LakefnError
 from ._limits import RequestGuard
 from .access import AccessPolicy, Role, requires
-from .config import TableTrigger
+from .console import data
 from .runtime import Runtime
 from .triggers import http
 
@@ -26,12 +26,15 @@ def create_app(
 ) -> FastAPI:
     """The server for the project at `path` (default: app.yaml in the working directory)."""
     runtime = runtime or Runtime.from_path(path)
+    policy = AccessPolicy(runtime.config.access)
+    the_console = console.Console(runtime, policy)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
         try:
-            yield
+            async with the_console.running():
+                yield
         finally:
             await runtime.stop()
 
@@ -41,15 +44,20 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.console = the_console
     app.add_middleware(RequestGuard)
     # lakefn's own routes first: routes match in order, and a project's catch-all
     # (`/{anything:path}`) must not shadow /healthz or /lakefn/*.
-    _mount_admin(app, runtime, AccessPolicy(runtime.config.access))
+    _mount_admin(app, runtime, policy, the_console)
+    the_console.mount_routes(app)
     http.mount(app, runtime)
+    the_console.mount_page(app)  # last: a project's own function at / keeps it
     return app
 
 
-def _mount_admin(app: FastAPI, runtime: Runtime, policy: AccessPolicy) -> None:
+def _mount_admin(
+    app: FastAPI, runtime: Runtime, policy: AccessPolicy, the_console: console.Console
+) -> None:
     viewer = Depends(requires(policy, Role.VIEWER))
     admin = Depends(requires(policy, Role.ADMIN))
 
@@ -67,32 +75,22 @@ def _mount_admin(app: FastAPI, runtime: Runtime, policy: AccessPolicy) -> None:
 
     @app.get("/lakefn/functions", tags=["lakefn"])
     async def functions(role: Role = viewer) -> list[dict[str, Any]]:
-        described = runtime.describe()
-        next_runs = runtime.timers.next_run_times()
-        for item in described:
-            if item["name"] in next_runs and next_runs[item["name"]] is not None:
-                item["next_run_time"] = next_runs[item["name"]].isoformat()  # type: ignore[union-attr]
-            if role < Role.ADMIN and item.get("last_invocation"):
-                item["last_invocation"] = _without_error_text(item["last_invocation"])
-        return described
+        return data.functions(runtime, role)
 
     @app.get("/lakefn/invocations", tags=["lakefn"])
     async def invocations(
         limit: int = Query(100, ge=1, le=10_000),
         function: str | None = None,
+        status: str | None = None,
         role: Role = viewer,
     ) -> list[dict[str, Any]]:
-        entries = [i.to_dict() for i in runtime.journal.entries(limit=limit, function=function)]
-        return entries if role >= Role.ADMIN else [_without_error_text(e) for e in entries]
+        return data.invocations(
+            runtime, role, limit=limit, function=function, status=status, logs=the_console.logs
+        )
 
     @app.get("/lakefn/tables", tags=["lakefn"])
     async def tables(role: Role = viewer) -> list[dict[str, Any]]:
-        if not runtime.functions_of(TableTrigger):
-            return []
-        from .checkpoints.selection import with_state_warning
-
-        status = with_state_warning(runtime.project, runtime.watcher.status())
-        return status if role >= Role.ADMIN else [_without_error_text(s) for s in status]
+        return data.tables(runtime, role)
 
     limit = runtime.config.http.max_body_bytes
 
@@ -116,24 +114,8 @@ def _mount_admin(app: FastAPI, runtime: Runtime, policy: AccessPolicy) -> None:
             return JSONResponse({"detail": str(exc)}, status_code=404)
         except (LakefnError, TypeError) as exc:
             return JSONResponse({"detail": str(exc)}, status_code=400)
-        result = http.plain_result(invocation.result)
-        try:
-            encoded = json.loads(http.encode_json(result))
-        except (TypeError, ValueError, RecursionError):
-            encoded = repr(result)  # an admin sees what came back, even what HTTP cannot send
         status = 200 if invocation.ok else 500
         return JSONResponse(
-            {"invocation": invocation.to_dict(), "result": encoded}, status_code=status
+            {"invocation": invocation.to_dict(), "result": data.result_of(invocation)},
+            status_code=status,
         )
-
-
-def _without_error_text(entry: dict[str, Any]) -> dict[str, Any]:
-    """What a viewer sees of an invocation or table status: that it failed and the error's
-    type, not its message (which may carry a password, an email, a path)."""
-    shown = dict(entry)
-    for key in ("error", "last_error"):
-        text = shown.get(key)
-        if isinstance(text, str) and text:
-            head = text.split(":", 1)[0].strip()
-            shown[key] = head if head.isidentifier() else "(hidden)"
-    return shown
