@@ -62,3 +62,35 @@ def test_docs_fetch_openapi_through_the_driver_proxy(
         assert httpx.post(f"{base}/hello", json={}).status_code == 200
     finally:
         server.stop()
+
+
+def test_the_proxied_link_signs_the_browser_in_to_the_console(
+    project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakefn.notebook.session import Session
+
+    project.config(APP)
+    project.function("hello", "def main(event):\n    return {'hello': 'world'}\n")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ada/")
+    monkeypatch.delenv("LAKEFN_ADMIN_TOKEN", raising=False)
+    session = Session({})
+    session.load(project.root / "app.yaml")
+    try:
+        status = session.serve("127.0.0.1", 0)
+        link = status.link
+        assert link is not None and link.kind == "jupyterhub"
+        assert link.console_url.startswith(f"/user/ada/proxy/{status.port}/?token=")
+        assert link.console_url in status._repr_html_()
+        token = link.console_url.split("?token=")[1]
+        base = f"http://127.0.0.1:{status.port}"
+        relayed = {"X-Forwarded-For": "10.0.0.7"}  # what jupyter-server-proxy adds
+        assert httpx.get(f"{base}/", headers=relayed).status_code == 403
+        signed_in = httpx.get(f"{base}/?token={token}", headers=relayed)
+        assert signed_in.status_code in (200, 303), signed_in.text
+        cookie = signed_in.headers["set-cookie"]
+        assert f"Path=/user/ada/proxy/{status.port}" in cookie and "HttpOnly" in cookie
+        # The proxy strips its prefix; the browser sends the cookie back on every page after.
+        again = httpx.get(f"{base}/", headers={**relayed, "Cookie": cookie.split(";")[0]})
+        assert again.status_code == 200 and "hello" in again.text
+    finally:
+        session.close()

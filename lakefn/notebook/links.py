@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,17 @@ class ServerLink:
     url: str
     local_url: str
     kind: str  # local | jupyterhub | databricks
+    #: behind a proxy every request looks relayed, so the console signs the browser in with
+    #: the admin token once (it becomes a cookie); None for a local link, which needs none
+    token: str | None = None
 
     @property
     def docs_url(self) -> str:
         return self.url + "docs"
+
+    @property
+    def console_url(self) -> str:
+        return self.url + (f"?token={quote(self.token)}" if self.token else "")
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ import concurrent.futures
 import logging
 import os
 import re
+import secrets
 import threading
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -178,6 +180,8 @@ class Session:
         if server is None or not server.running:
             return ServerStatus(running=False, project=project, functions=functions)
         link = build_link(server.host, server.port, user_ns=self.user_ns)
+        if link.kind != "local":
+            link = replace(link, token=_admin_token())
         return ServerStatus(True, project, functions, server.host, server.port, link)
 
     # -- doing things ------------------------------------------------------------------------
@@ -329,6 +333,17 @@ class Session:
         if self._functions_level is not None:
             logging.getLogger("lakefn.functions").setLevel(self._functions_level)
             self._functions_level = None
+
+
+def _admin_token() -> str:
+    """The admin token the console's proxied link signs in with: the user's own
+    LAKEFN_ADMIN_TOKEN, else one made for this kernel (it lives as long as the kernel)."""
+    from ..access import TOKEN_ENV
+
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        token = os.environ[TOKEN_ENV] = secrets.token_urlsafe(24)
+    return token
 
 
 def _shown_path(path: Path) -> str:

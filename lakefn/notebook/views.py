@@ -55,12 +55,13 @@ class ServerStatus:
     def _repr_html_(self) -> str:
         if self.project is None or not self.running:
             return f"<div class='lakefn-status'>{escape(repr(self))}</div>"
-        url = escape(self.url or "")
+        url = escape(self.link.console_url if self.link else "")
+        shown = escape(self.url or "")
         docs = escape(self.link.docs_url if self.link else "")
         return (
             "<div class='lakefn-status'><b>lakefn</b> serving "
             f"<code>{escape(self.project)}</code> ({self.functions} functions) at "
-            f"<a href='{url}' {_LINK}>{url}</a>"
+            f"<a href='{url}' {_LINK}>{shown}</a>"
             f" &middot; <a href='{docs}' {_LINK}>API docs</a></div>"
         )
 
