@@ -232,6 +232,11 @@ class Journal:
         if self._durable is not None:
             self._durable.close()
 
+    def release_idle(self) -> None:
+        """Write what is left and end the writer thread until the next entry needs it."""
+        if self._durable is not None:
+            self._durable.release_idle()
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -332,6 +337,17 @@ class _Durable:
             thread = self._thread
         if thread is not None:
             thread.join(timeout=15)
+
+    def release_idle(self) -> None:
+        """Write what is pending and end the writer thread; the next entry starts it again
+        (a notebook's stopped server leaves no thread behind)."""
+        self.close()
+        with self._cond:
+            if self._thread is not None and not self._thread.is_alive():
+                self._thread = None
+            self._stopping = False
+            if self._pending:
+                self._ensure_thread()
 
     # -- the writer thread -------------------------------------------------------------------
 

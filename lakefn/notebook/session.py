@@ -154,6 +154,7 @@ class Session:
         server.stop()
         if self.runtime is not None:
             self.runtime.invoker.pool.release_idle()  # started again on the next call
+            self.runtime.journal.release_idle()
         return True
 
     def _start_ticks(self, server: BackgroundServer) -> None:
