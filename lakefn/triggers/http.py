@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from .._exceptions import HttpError, Overloaded
+from .._limits import MAX_HEADER_BYTES, MAX_HEADERS, answer, header_problem
 from ..config import HttpTrigger
 from ..events import HttpEvent
 from ..journal import Invocation
@@ -114,7 +115,9 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
 
 
 class FunctionHandler:
-    """One HTTP function as an ASGI app: read the body, run the function, send its answer."""
+    """One HTTP function: read the body, run the function, answer. Called as an ASGI app by
+    `FunctionApp`'s fast path, which skips RequestGuard and so checks the header limits here,
+    and through `respond` by the router (for a route with path parameters)."""
 
     __slots__ = ("invoker", "limit", "name")
 
@@ -122,26 +125,21 @@ class FunctionHandler:
         self.invoker, self.name, self.limit = runtime.invoker, name, limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.respond(scope, receive)
+        headers = scope["headers"]
+        size, declared, chunked, user = _read_headers(headers)
+        if size > MAX_HEADER_BYTES or len(headers) > MAX_HEADERS:
+            await answer(send, 431, header_problem(headers) or "")
+            return
+        response = await self._respond(scope, receive, declared, chunked, user)
         await response(scope, receive, send)
 
     async def respond(self, scope: Scope, receive: Receive) -> Response:
-        # One pass over the raw headers for all this needs (Starlette's Headers.get scans
-        # once per name and raises a KeyError for each one missing).
-        declared = user = forwarded_user = None
-        chunked = False
-        for key, value in scope["headers"]:
-            # The first of each, as Starlette's Headers.get has it.
-            if key == b"content-length":
-                if declared is None:
-                    declared = value
-            elif key == b"transfer-encoding":
-                chunked = True
-            elif key == b"x-forwarded-email":
-                if user is None:
-                    user = value.decode("latin-1")
-            elif key == b"x-forwarded-user" and forwarded_user is None:
-                forwarded_user = value.decode("latin-1")
+        _, declared, chunked, user = _read_headers(scope["headers"])
+        return await self._respond(scope, receive, declared, chunked, user)
+
+    async def _respond(
+        self, scope: Scope, receive: Receive, declared: bytes | None, chunked: bool, user: Any
+    ) -> Response:
         try:
             body = await receive_body(receive, self.limit, declared, chunked)
         except BodyTooLarge:
@@ -149,7 +147,7 @@ class FunctionHandler:
         except NoBody:
             return gone()
         name = self.name
-        user = user or forwarded_user
+        query = scope["query_string"]
 
         def make_event() -> HttpEvent:
             return HttpEvent(
@@ -158,7 +156,7 @@ class FunctionHandler:
                 path=scope["path"],
                 # Starlette's own mappings: read-only, and headers match case-insensitively.
                 headers=Headers(raw=scope["headers"]),
-                query=QueryParams(scope["query_string"]),
+                query=QueryParams(query) if query else _NO_QUERY,
                 path_params=scope.get("path_params") or {},
                 body=body,
                 user=user,
@@ -166,6 +164,32 @@ class FunctionHandler:
 
         invocation = await self.invoker.invoke(name, make_event)
         return to_response(invocation)
+
+
+#: immutable, so one serves every request without a query string
+_NO_QUERY = QueryParams()
+
+
+def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes | None, bool, Any]:
+    """In one pass over the raw headers (Starlette's Headers.get scans once per name, and
+    raises a KeyError for each one missing): their size, the first Content-Length, whether there
+    is a Transfer-Encoding, and the user the proxy names (X-Forwarded-Email, else -User)."""
+    size = 0
+    declared = email = forwarded_user = None
+    chunked = False
+    for key, value in headers:
+        size += len(key) + len(value) + 4
+        if key == b"content-length":
+            if declared is None:
+                declared = value
+        elif key == b"transfer-encoding":
+            chunked = True
+        elif key == b"x-forwarded-email":
+            if email is None:
+                email = value.decode("latin-1")
+        elif key == b"x-forwarded-user" and forwarded_user is None:
+            forwarded_user = value.decode("latin-1")
+    return size, declared, chunked, email or forwarded_user
 
 
 def _endpoint(handler: FunctionHandler) -> Any:

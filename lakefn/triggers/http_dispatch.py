@@ -25,7 +25,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, Host, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .._limits import RequestGuard, answer, cut_off, header_problem
+from .._limits import RequestGuard, cut_off
 from .http import FunctionHandler, FunctionRoute
 
 Table = dict[tuple[str, str], FunctionHandler]
@@ -104,11 +104,7 @@ class StaticDispatch:
 
 
 async def _serve(handler: FunctionHandler, scope: Scope, receive: Receive, send: Send) -> None:
-    problem = header_problem(scope["headers"])
-    if problem:
-        await answer(send, 431, problem)
-        return
-    try:
+    try:  # the handler checks the header limits (in the pass it makes over them anyway)
         await handler(scope, receive, send)
     except asyncio.CancelledError:
         await cut_off(scope, send)
