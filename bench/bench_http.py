@@ -171,7 +171,7 @@ def main() -> None:
                 f">= 0.97 / >= {RAW_TARGETS[path]}",
             ]
         )
-    print(textwrap.dedent(__doc__ or "").strip().splitlines()[0])
+    print(" ".join((__doc__ or "").strip().split("\n\n")[0].split()))
     print(
         f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} alternating rounds, "
         "medians (a ratio is the median of the rounds' ratios)\n"

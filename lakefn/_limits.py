@@ -17,6 +17,7 @@ import contextlib
 import functools
 import json
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 logger = logging.getLogger("lakefn.http")
@@ -31,7 +32,7 @@ _LINGER_SECONDS = 2.0
 #: the most asyncio hands over in one read
 _READ_SLACK = 256 * 1024
 
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 Message = dict[str, Any]
 
 

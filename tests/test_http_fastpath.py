@@ -153,7 +153,11 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/read", {}),
     ("GET", "/read?x=1&x=2&y=a%20b&empty=&flag", {}),
     ("HEAD", "/read", {}),
-    ("GET", "/read", {"headers": {"X-Forwarded-Email": "ada@example.com", "X-Custom": "\xe9".encode("latin-1")}}),
+    (
+        "GET",
+        "/read",
+        {"headers": {"X-Forwarded-Email": "ada@example.com", "X-Custom": "\xe9".encode("latin-1")}},
+    ),
     ("GET", "/read", {"headers": {"X-Forwarded-User": "ada", "x-forwarded-email": ""}}),
     ("GET", "/read", {"content": b"a body on a GET"}),
     ("POST", "/read", {}),  # 405, and its Allow header

@@ -224,7 +224,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     )
 
 
-async def receive_body(receive: Receive, limit: int, declared: bytes | None, chunked: bool) -> bytes:
+async def receive_body(
+    receive: Receive, limit: int, declared: bytes | None, chunked: bool
+) -> bytes:
     """The body from ASGI `receive`, given the request's Content-Length and whether it has a
     Transfer-Encoding: BodyTooLarge past `limit` bytes (read no further), NoBody if the client
     went away first."""

@@ -62,7 +62,7 @@ def static_routes(routes: list[BaseRoute]) -> Table:
         handler = getattr(route.endpoint, "handler", None)
         if handler is None:
             continue
-        for method in route.methods:
+        for method in route.methods or ():
             key = (method, route.path)
             if key not in table and _first_match(routes[:index], method, route.path) is None:
                 table[key] = handler
