@@ -1,21 +1,23 @@
 """HTTP throughput: a lakefn function against the same handler as a bare FastAPI route and as a
 raw ASGI callable (read the body, json.loads, json.dumps, two sends): the server's own ceiling.
 
-All three run under the same uvicorn command (one worker, no access log) and are loaded by wrk on
-loopback, alternating rounds so drift on a noisy machine hits them alike. Journaling is on.
-Targets: lakefn at least 0.97 of bare FastAPI's requests/s; of the raw ASGI handler's, at least
-0.6 (async) and 0.5 (sync).
+All three run under the same uvicorn command (one worker, no access log), stay up for the whole
+run, and are loaded by wrk on loopback back to back in a rotating order, round after round, so a
+noisy neighbour's burst hits them alike. Journaling is on. The raw callable answers every path,
+so its "sync" row is the same handler measured again. Targets: lakefn at least 0.97 of bare
+FastAPI's requests/s; of the raw ASGI handler's, at least 0.6 (async) and 0.5 (sync).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 from _common import BIN, free_port, median, table, wait_ok
@@ -106,9 +108,9 @@ def run_wrk(url: str, seconds: int, connections: int) -> float:
     return float(match.group(1))
 
 
-def measure(
-    cwd: Path, module: str, paths: list[str], seconds: int, connections: int
-) -> dict[str, float]:
+@contextlib.contextmanager
+def serving(cwd: Path, module: str, probe: str) -> Iterator[str]:
+    """The app under the bench's uvicorn command; yields its base URL."""
     port = free_port()
     server = subprocess.Popen(
         [
@@ -123,13 +125,9 @@ def measure(
         cwd=cwd,
     )
     try:
-        wait_ok(f"http://127.0.0.1:{port}/{paths[0]}")
-        results = {}
-        for path in paths:
-            url = f"http://127.0.0.1:{port}/{path}"
-            run_wrk(url, 1, connections)  # warm-up
-            results[path] = run_wrk(url, seconds, connections)
-        return results
+        base = f"http://127.0.0.1:{port}"
+        wait_ok(f"{base}/{probe}")
+        yield base
     finally:
         server.terminate()
         server.wait(10)
@@ -143,19 +141,30 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
-    with tempfile.TemporaryDirectory() as tmp:
+    paths = ["async", "sync"]
+    runs: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         root = Path(tmp)
         write_projects(root)
-        runs: dict[tuple[str, str], list[float]] = {}
-        for _ in range(args.rounds):
-            for name, cwd, module in (
-                ("raw", root / "raw", "raw_app:app"),
-                ("bare", root / "bare", "bare_app:app"),
-                ("lakefn", root / "lakefn", "app:app"),
-            ):
-                for path, rps in measure(
-                    cwd, module, ["async", "sync"], args.seconds, args.connections
-                ).items():
+        # All three stay up; each round loads them back to back, path by path, in a rotating
+        # order: a noisy neighbour's burst then lands on all of them alike.
+        bases = {
+            name: servers.enter_context(serving(root / name, module, paths[0]))
+            for name, module in (
+                ("raw", "raw_app:app"),
+                ("bare", "bare_app:app"),
+                ("lakefn", "app:app"),
+            )
+        }
+        for base in bases.values():
+            for path in paths:
+                run_wrk(f"{base}/{path}", 1, args.connections)  # warm-up
+        names = list(bases)
+        for round_ in range(args.rounds):
+            order = names[round_ % 3 :] + names[: round_ % 3]
+            for path in paths:
+                for name in order:
+                    rps = run_wrk(f"{bases[name]}/{path}", args.seconds, args.connections)
                     runs.setdefault((name, path), []).append(rps)
     rows = []
     for path in ("async", "sync"):

@@ -287,3 +287,23 @@ def test_the_event_of_a_fast_route_carries_the_request(project_dir, serve) -> No
         "custom": "c",
         "body": "",
     }
+
+
+def test_a_sync_function_whose_stopiteration_escapes_fails_instead_of_hanging(
+    project, serve
+) -> None:
+    """`next()` on an empty iterator in a sync function: a 500 like any error (an async
+    function's becomes a RuntimeError the same way), not a request that never ends."""
+    project.config(
+        """\
+        functions:
+          - name: first
+            trigger: {type: http, method: GET, endpoint: /first}
+        """
+    )
+    project.function("first", "def main(event):\n    return next(iter([]))\n")
+    live = serve(project)
+    r = live.client.get("/first")
+    assert r.status_code == 500 and "failed" in r.json()["error"]
+    (entry,) = live.runtime.journal.entries(function="first")
+    assert entry.status == "error" and "StopIteration" in (entry.error or "")
