@@ -35,6 +35,10 @@ functions:
     trigger: {type: http, method: GET, endpoint: "/items/{item_id}"}
   - name: special
     trigger: {type: http, method: GET, endpoint: /items/special}
+  - name: me
+    trigger: {type: http, method: GET, endpoint: /users/me}
+  - name: user
+    trigger: {type: http, method: GET, endpoint: "/users/{user_id}"}
   - name: slash
     trigger: {type: http, method: GET, endpoint: /slash/}
   - name: text
@@ -64,6 +68,8 @@ def project_dir(project):
     project.function("item", READ)
     project.function("special", "def main(event):\n    return 'special'\n")
     project.function("slash", READ)
+    project.function("me", "def main(event):\n    return 'me'\n")
+    project.function("user", READ)
     project.function("echo", "def main(event):\n    return {'got': event.json()}\n")
     project.function("text", "async def main(event):\n    return event.text().upper()\n")
     project.function("nothing", "async def main(event):\n    return None\n")
@@ -172,6 +178,9 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "//read", {}),
     ("GET", "/items/7", {}),
     ("GET", "/items/special", {}),  # declared after /items/{item_id}: that route wins
+    ("GET", "/users/me", {}),  # declared before /users/{user_id}: it wins
+    ("GET", "/users/7", {}),
+    ("HEAD", "/users/me", {}),
     ("POST", "/echo", {"json": {"a": [1, 2]}}),
     ("POST", "/echo", {"chunks": b'{"chunked": true}'}),
     ("POST", "/echo", {"content": b"x" * 101}),  # past max_body_bytes: 413
@@ -201,6 +210,7 @@ def test_static_routes_answer_as_the_full_stack_does(project_dir, root_path) -> 
         table = _table(fast_app)
         assert ("GET", "/read") in table and ("HEAD", "/read") in table
         assert ("DELETE", "/read") in table and ("GET", "/slash/") in table
+        assert ("GET", "/users/me") in table
         # ...and answers them (behind a proxy prefix too) without the stack behind it
         dispatch = fast_app.middleware_stack
         stack, passed = dispatch.stack, []
