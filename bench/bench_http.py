@@ -182,8 +182,8 @@ def main() -> None:
         )
     print(" ".join((__doc__ or "").strip().split("\n\n")[0].split()))
     print(
-        f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} alternating rounds, "
-        "medians (a ratio is the median of the rounds' ratios)\n"
+        f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds, servers in "
+        "rotating order, medians (a ratio is the median of the rounds' ratios)\n"
     )
     print(
         table(

@@ -46,7 +46,8 @@ class FunctionApp(FastAPI):
             and [m.cls for m in self.user_middleware] == [RequestGuard]
             and not any(key in (500, Exception) for key in self.exception_handlers)
             and getattr(self, "max_body_size", None) is None
-            and self.router.middleware_stack == self.router.app
+            # router-level middleware (an APIRouter's own): not ours to skip
+            and getattr(self.router, "middleware_stack", self.router.app) == self.router.app
         )
 
 
