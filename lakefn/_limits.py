@@ -17,6 +17,7 @@ import contextlib
 import functools
 import json
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 logger = logging.getLogger("lakefn.http")
@@ -31,7 +32,7 @@ _LINGER_SECONDS = 2.0
 #: the most asyncio hands over in one read
 _READ_SLACK = 256 * 1024
 
-Scope = dict[str, Any]
+Scope = MutableMapping[str, Any]
 Message = dict[str, Any]
 
 
@@ -47,10 +48,20 @@ def _too_big() -> str:
     return f"request headers are larger than the limit of {MAX_HEADER_BYTES} bytes"
 
 
+def header_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """Why a request's headers are refused (431), or None."""
+    if len(headers) > MAX_HEADERS:
+        return _too_many()
+    if sum(len(n) + len(v) + 4 for n, v in headers) > MAX_HEADER_BYTES:
+        return _too_big()
+    return None
+
+
 class RequestGuard:
     """ASGI middleware around the app: refuse oversized headers (431), and answer a request cut off
     by the server's shutdown with a JSON 503 instead of uvicorn's logged traceback and bare
-    text 500."""
+    text 500. (A function's route without path parameters is guarded the same way by
+    `FunctionApp`'s dispatch, which answers it before this middleware.)"""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -59,27 +70,27 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = scope["headers"]
-        problem = None
-        if len(headers) > MAX_HEADERS:
-            problem = _too_many()
-        elif sum(len(n) + len(v) + 4 for n, v in headers) > MAX_HEADER_BYTES:
-            problem = _too_big()
+        problem = header_problem(scope["headers"])
         if problem:
-            await _answer(send, 431, problem)
+            await answer(send, 431, problem)
             return
         try:
             await self.app(scope, receive, send)
         except asyncio.CancelledError:
-            # uvicorn cancels the requests still running when its graceful shutdown ends.
-            logger.warning("%s %s cut off: the server is stopping", scope["method"], scope["path"])
-            # Not tracked per request (that would tax every call): if the answer had begun,
-            # uvicorn refuses a second start and the connection just closes.
-            with contextlib.suppress(RuntimeError):
-                await _answer(send, 503, "the server is stopping; try again", close=True)
+            await cut_off(scope, send)
 
 
-async def _answer(send: Any, status: int, detail: str, close: bool = False) -> None:
+async def cut_off(scope: Scope, send: Any) -> None:
+    """uvicorn cancels the requests still running when its graceful shutdown ends: log it and,
+    if the answer has not begun, say so in JSON."""
+    logger.warning("%s %s cut off: the server is stopping", scope["method"], scope["path"])
+    # Not tracked per request (that would tax every call): if the answer had begun,
+    # uvicorn refuses a second start and the connection just closes.
+    with contextlib.suppress(RuntimeError):
+        await answer(send, 503, "the server is stopping; try again", close=True)
+
+
+async def answer(send: Any, status: int, detail: str, close: bool = False) -> None:
     body = _json_bytes(detail)
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     if close:

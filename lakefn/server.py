@@ -19,6 +19,7 @@ from .access import AccessPolicy, Role, requires
 from .console import data
 from .runtime import Runtime
 from .triggers import http
+from .triggers.http_dispatch import FunctionApp
 
 
 def create_app(
@@ -38,7 +39,7 @@ def create_app(
         finally:
             await runtime.stop()
 
-    app = FastAPI(
+    app = FunctionApp(  # FastAPI, with a fast path to function routes
         title=f"lakefn: {runtime.project.root.name}",
         version=__version__,
         lifespan=lifespan,

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
-from starlette.requests import ClientDisconnect
+from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from .._exceptions import HttpError, Overloaded
+from .._limits import MAX_HEADER_BYTES, MAX_HEADERS, answer, header_problem
 from ..config import HttpTrigger
 from ..events import HttpEvent
 from ..journal import Invocation
@@ -74,7 +76,9 @@ class NoBody(Exception):
 class FunctionRoute(APIRoute):
     """A function's route: in OpenAPI like any FastAPI route, but a request goes straight to
     the function's handler, past FastAPI's parameter solving, which a function that takes the
-    whole request as its event has no use for (and which costs a few percent of throughput)."""
+    whole request as its event has no use for (and which costs a few percent of throughput).
+    A route without path parameters is usually not reached through it at all: `FunctionApp`
+    answers those by a dict lookup in front of the whole Starlette stack."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         return self.endpoint  # type: ignore[no-any-return]
@@ -84,7 +88,7 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
     limit = runtime.config.http.max_body_bytes
     for fn in runtime.config.functions:
         if isinstance(fn.trigger, HttpTrigger):
-            endpoint = _endpoint(runtime, fn.name, limit)
+            endpoint = _endpoint(FunctionHandler(runtime, fn.name, limit))
             app.router.add_api_route(
                 fn.trigger.endpoint,
                 endpoint,
@@ -110,39 +114,93 @@ def mount(app: FastAPI, runtime: Runtime) -> None:
                 )
 
 
-def _endpoint(runtime: Runtime, name: str, limit: int) -> Any:
-    invoker = runtime.invoker
+class FunctionHandler:
+    """One HTTP function: read the body, run the function, answer. Called as an ASGI app by
+    `FunctionApp`'s fast path, which skips RequestGuard and so checks the header limits here,
+    and through `respond` by the router (for a route with path parameters)."""
 
-    async def endpoint(request: Request) -> Response:
+    __slots__ = ("invoker", "limit", "name")
+
+    def __init__(self, runtime: Runtime, name: str, limit: int) -> None:
+        self.invoker, self.name, self.limit = runtime.invoker, name, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = scope["headers"]
+        size, declared, chunked, user = _read_headers(headers)
+        if size > MAX_HEADER_BYTES or len(headers) > MAX_HEADERS:
+            await answer(send, 431, header_problem(headers) or "")
+            return
+        response = await self._respond(scope, receive, declared, chunked, user)
+        await response(scope, receive, send)
+
+    async def respond(self, scope: Scope, receive: Receive) -> Response:
+        _, declared, chunked, user = _read_headers(scope["headers"])
+        return await self._respond(scope, receive, declared, chunked, user)
+
+    async def _respond(
+        self, scope: Scope, receive: Receive, declared: bytes | None, chunked: bool, user: Any
+    ) -> Response:
         try:
-            body = await read_body(request, limit)
+            body = await receive_body(receive, self.limit, declared, chunked)
         except BodyTooLarge:
-            return too_large(limit)
+            return too_large(self.limit)
         except NoBody:
             return gone()
-        # Starlette's own mappings: read-only, and headers match case-insensitively.
-        headers = request.headers
-        user = headers.get("x-forwarded-email") or headers.get("x-forwarded-user")
-        path_params = request.path_params
-        query = request.query_params
-        method, path = request.method, request.scope["path"]
+        name = self.name
+        query = scope["query_string"]
 
         def make_event() -> HttpEvent:
             return HttpEvent(
                 function_name=name,
-                method=method,
-                path=path,
-                headers=headers,
-                query=query,
-                path_params=path_params,
+                method=scope["method"],
+                path=scope["path"],
+                # Starlette's own mappings: read-only, and headers match case-insensitively.
+                headers=Headers(raw=scope["headers"]),
+                query=QueryParams(query) if query else _NO_QUERY,
+                path_params=scope.get("path_params") or {},
                 body=body,
                 user=user,
             )
 
-        invocation = await invoker.invoke(name, make_event)
+        invocation = await self.invoker.invoke(name, make_event)
         return to_response(invocation)
 
-    endpoint.__name__ = name
+
+#: immutable, so one serves every request without a query string
+_NO_QUERY = QueryParams()
+
+
+def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes | None, bool, Any]:
+    """In one pass over the raw headers (Starlette's Headers.get scans once per name, and
+    raises a KeyError for each one missing): their size, the first Content-Length, whether there
+    is a Transfer-Encoding, and the user the proxy names (X-Forwarded-Email, else -User)."""
+    size = 0
+    declared = email = forwarded_user = None
+    chunked = False
+    for key, value in headers:
+        size += len(key) + len(value) + 4
+        if key == b"content-length":
+            if declared is None:
+                declared = value
+        elif key == b"transfer-encoding":
+            chunked = True
+        elif key == b"x-forwarded-email":
+            if email is None:
+                email = value.decode("latin-1")
+        elif key == b"x-forwarded-user" and forwarded_user is None:
+            forwarded_user = value.decode("latin-1")
+    return size, declared, chunked, email or forwarded_user
+
+
+def _endpoint(handler: FunctionHandler) -> Any:
+    """The route's endpoint, as FastAPI sees it (its name and signature make the OpenAPI
+    operation); it serves the requests the router dispatches (routes with path parameters)."""
+
+    async def endpoint(request: Request) -> Response:
+        return await handler.respond(request.scope, request.receive)
+
+    endpoint.__name__ = handler.name
+    endpoint.handler = handler  # type: ignore[attr-defined]
     return endpoint
 
 
@@ -160,25 +218,35 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request's body, or BodyTooLarge past `limit` bytes, read no further than that."""
     headers = request.headers
     declared = headers.get("content-length")
-    if declared is None and "transfer-encoding" not in headers:
+    chunked = "transfer-encoding" in headers
+    return await receive_body(
+        request.receive, limit, None if declared is None else declared.encode(), chunked
+    )
+
+
+async def receive_body(
+    receive: Receive, limit: int, declared: bytes | None, chunked: bool
+) -> bytes:
+    """The body from ASGI `receive`, given the request's Content-Length and whether it has a
+    Transfer-Encoding: BodyTooLarge past `limit` bytes (read no further), NoBody if the client
+    went away first."""
+    if declared is None and not chunked:
         return b""  # HTTP/1.1: without either header a request has no body
-    if declared is not None and declared.isdigit():
-        if int(declared) > limit:
-            raise BodyTooLarge
-        try:
-            return await request.body()
-        except ClientDisconnect:
-            raise NoBody from None
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
     chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise NoBody
+        chunk = message.get("body", b"")
+        if chunk:
             size += len(chunk)
             if size > limit:
                 raise BodyTooLarge
             chunks.append(chunk)
-    except ClientDisconnect:
-        raise NoBody from None
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def plain_result(result: Any) -> Any:
@@ -228,7 +296,26 @@ def _http_error(exc: HttpError, invocation: Invocation) -> Response:
     return Response(body, status_code=exc.status, media_type="application/json")
 
 
+class _JsonAnswer(Response):
+    """`Response(body, media_type="application/json")`, the same bytes on the wire, built
+    without Response's general-purpose header assembly: the answer of almost every call."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes) -> None:
+        self.status_code, self.body, self.background = 200, body, None
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", b"application/json"),
+        ]
+
+
 def _result_response(result: Any, invocation: Invocation) -> Response:
+    if type(result) is dict or type(result) is list:  # the usual answer: no isinstance chain
+        try:
+            return _JsonAnswer(encode_json(result))
+        except (TypeError, ValueError, RecursionError) as exc:
+            return _unsendable(invocation, result, exc)
     if isinstance(result, Response):
         return result
     if result is None:
@@ -238,7 +325,7 @@ def _result_response(result: Any, invocation: Invocation) -> Response:
     try:
         if isinstance(result, str):
             return PlainTextResponse(result.encode("utf-8"))
-        return Response(encode_json(result), media_type="application/json")
+        return _JsonAnswer(encode_json(result))
     except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
         return _unsendable(invocation, result, exc)
 
