@@ -143,7 +143,11 @@ def seen(response: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
         if k not in ("date", "server")
     ]
     body = response.content
-    if response.status_code == 500:  # each server numbers its invocations itself
+    if response.headers.get("content-type", "").startswith("text/html"):
+        # The console (`//read` is `/` to uvicorn): each server shows its own invocations.
+        headers = [(k, v) for k, v in headers if k != "content-length"]
+        body = b"<the console>"
+    elif response.status_code == 500:  # each server numbers its invocations itself
         data = response.json()
         data["invocation_id"] = "?"
         body = repr(sorted(data.items())).encode()
