@@ -1,5 +1,6 @@
 """`lakefn run NAME`: a timer or table function run once, as its Databricks Job runs it, in a
-real subprocess, on real local Delta tables with the SQLite state."""
+real subprocess, on real local Delta tables with the SQLite state, and the core cases with a
+PostgreSQL state too."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from deltalake import write_deltalake
 
 from lakefn.sources.local import path_for
+from tests._postgres import PostgresServer, new_schema
 from tests.conftest import LAKEFN, run_cli
 
 APP = """\
@@ -69,8 +71,21 @@ def proj(project):
     return project
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
+def _env(state: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
+    if state is not None:
+        env["LAKEFN_STATE"] = state
+    return env
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request: pytest.FixtureRequest) -> str | None:
+    """Where the runs keep checkpoints: the project's SQLite file, or a PostgreSQL schema of
+    their own (a job's compute keeps no file between runs: this is what a job uses)."""
+    if request.param == "sqlite":
+        return None
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.url(schema=new_schema())
 
 
 def _commit(proj, n: int) -> None:
@@ -83,8 +98,8 @@ def _delivered(proj) -> list[int]:
     return [int(v) for v in log.read_text().split()] if log.exists() else []
 
 
-def _run(proj, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("run", *args, "--app", str(proj.root), env=_env())
+def _run(proj, *args: str, state: str | None = None) -> subprocess.CompletedProcess[str]:
+    return run_cli("run", *args, "--app", str(proj.root), env=_env(state))
 
 
 def _json(result: subprocess.CompletedProcess[str]) -> dict:
@@ -92,29 +107,31 @@ def _json(result: subprocess.CompletedProcess[str]) -> dict:
     return json.loads(result.stdout)
 
 
-def test_consecutive_runs_deliver_each_version_once(proj) -> None:
+def test_consecutive_runs_deliver_each_version_once(proj, state) -> None:
     _commit(proj, 0)
     _commit(proj, 1)
-    first = _run(proj, "etl")
+    first = _run(proj, "etl", state=state)
     assert first.returncode == 0, first.stderr
     assert "etl: versions 0..1: ok" in first.stdout
     assert _delivered(proj) == [0, 1]
 
-    again = _run(proj, "etl")
+    again = _run(proj, "etl", state=state)
     assert again.returncode == 0
     assert "etl: nothing new in main.sales.orders (checkpoint 1)" in again.stdout
     assert _delivered(proj) == [0, 1]
 
     _commit(proj, 2)
-    third = _run(proj, "etl")
+    third = _run(proj, "etl", state=state)
     assert third.returncode == 0 and "etl: version 2: ok" in third.stdout
     assert _delivered(proj) == [0, 1, 2]
+    # The state really is where it was said to be: no file beside a PostgreSQL state.
+    assert (proj.root / ".lakefn" / "state.db").exists() == (state is None)
 
 
-def test_a_failing_function_fails_the_run_and_the_next_run_delivers_again(proj) -> None:
+def test_a_failing_function_fails_the_run_and_the_next_run_delivers_again(proj, state) -> None:
     _commit(proj, 0)
     (proj.root / "fail").write_text("x")
-    failed = _run(proj, "etl", "--json")
+    failed = _run(proj, "etl", "--json", state=state)
     assert failed.returncode == 1
     report = _json(failed)
     assert report["outcome"] == "failed" and report["ok"] is False
@@ -124,7 +141,7 @@ def test_a_failing_function_fails_the_run_and_the_next_run_delivers_again(proj) 
     assert report["delivered_versions"] == []
 
     (proj.root / "fail").unlink()
-    retried = _run(proj, "etl", "--json")
+    retried = _run(proj, "etl", "--json", state=state)
     assert retried.returncode == 0
     assert _json(retried)["delivered_versions"] == [0]
     assert _delivered(proj) == [0]
@@ -139,13 +156,13 @@ def test_plain_failure_goes_to_stderr_without_traceback(proj) -> None:
     assert "the warehouse said no" in failed.stderr
 
 
-def test_two_runs_started_at_once_deliver_each_version_once(proj) -> None:
+def test_two_runs_started_at_once_deliver_each_version_once(proj, state) -> None:
     for n in range(3):
         _commit(proj, n)
     runs = [
         subprocess.Popen(
             [LAKEFN, "run", "etl", "--json", "--app", str(proj.root)],
-            env=_env(),
+            env=_env(state),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
