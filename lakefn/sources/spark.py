@@ -70,14 +70,7 @@ class SparkSource(TableSource):
 
     def changes(self, table: TableName, start: int, end: int) -> pyarrow.Table:
         try:
-            frame = (
-                self.spark.read.format("delta")
-                .option("readChangeFeed", "true")
-                .option("startingVersion", int(start))
-                .option("endingVersion", int(end))
-                .table(table.sql)
-            )
-            result = self._to_arrow(frame)
+            result = self._to_arrow(self._change_feed(table, start, end))
         except Exception as error:
             raise self._translate(table, error, "changes") from error
         return normalize_changes(result)
@@ -113,19 +106,23 @@ class SparkSource(TableSource):
             zone = None
         return str(zone) if zone else "UTC"
 
+    def _change_feed(self, table: TableName, start: int, end: int) -> Any:
+        # Bounds are inclusive; they and the quoted name are all lakefn puts in the reader.
+        return (
+            self.spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", int(start))
+            .option("endingVersion", int(end))
+            .table(table.sql)
+        )
+
     def changes_frame(
         self, table: TableName, start: int, end: int, versions: list[int] | None = None
     ) -> Any:
         """The change data feed of versions start..end (only `versions`, when given) as a
         lazy DataFrame, for `event.changes_df()`: the cluster reads it, not the driver."""
         try:
-            frame = (
-                self.spark.read.format("delta")
-                .option("readChangeFeed", "true")
-                .option("startingVersion", int(start))
-                .option("endingVersion", int(end))
-                .table(table.sql)
-            )
+            frame = self._change_feed(table, start, end)
         except Exception as error:  # classic Spark analyses eagerly: a missing table is here
             raise self._translate(table, error, "changes") from error
         if versions is not None:
