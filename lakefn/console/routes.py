@@ -245,7 +245,9 @@ class Console:
             try:
                 version = int(text)
             except ValueError:
-                problem = f"the version is a whole number (-1 delivers from version 0), not {text!r}"
+                problem = (
+                    f"the version is a whole number (-1 delivers from version 0), not {text!r}"
+                )
                 return {**result, "problem": problem}
             try:
                 moved = await self.runtime.watcher.set_checkpoint(
