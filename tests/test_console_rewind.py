@@ -37,13 +37,18 @@ functions:
     trigger: {type: http, method: POST, endpoint: /hello}
 """
 
+#: notes each start in started.log; waits while `slow` exists; then records the versions
 SINK = """\
-import pathlib
+import pathlib, time
 
-LOG = pathlib.Path(__file__).resolve().parent.parent / "delivered.log"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 def main(event):
-    with open(LOG, "a") as out:
+    with open(ROOT / "started.log", "a") as out:
+        out.write(f"{event.commits[0].version}\\n")
+    while (ROOT / "slow").exists():
+        time.sleep(0.02)
+    with open(ROOT / "delivered.log", "a") as out:
         out.write("".join(f"{c.version}\\n" for c in event.commits))
 """
 
@@ -149,6 +154,20 @@ def test_an_admin_rewinds_a_watched_table_and_the_running_server_delivers_it_aga
     assert again.status_code == 200 and "Rewound sink" in again.text
     assert 'id="live"' not in again.text
     wait_for(lambda: delivered(server) == [1, 2, 1, 2, 3, 0, 1, 2, 3])
+
+
+def test_a_rewind_while_a_delivery_runs_is_not_saved_over(server) -> None:
+    root = server.runtime.project.root
+    (root / "slow").touch()
+    append(root / "catalog", ORDERS, [{"id": 1}])
+    wait_for(lambda: (root / "started.log").exists())  # version 1 is being handed over
+    # To the very version the running delivery started from: a compare-and-set alone would
+    # let its save pass, and version 1 would not come again.
+    answer = rewind(server, "sink", "0")
+    assert answer.status_code == 200 and "checkpoint 0 → 0" in answer.text
+    (root / "slow").unlink()
+    wait_for(lambda: delivered(server) == [1, 1])
+    wait_for(lambda: checkpoint(server, "sink") == 1)
 
 
 def test_a_bad_version_is_a_clear_error_and_moves_nothing(server) -> None:

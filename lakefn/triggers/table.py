@@ -155,6 +155,10 @@ class WatchState:
     table_id: str | None = None
     #: the checkpoint was (re)loaded: compare the table's identity on this check
     identity_due: bool = True
+    #: checkpoint moves made from this process (the console), and how many there were when the
+    #: running check began: a check that began before a move never saves over it
+    moves: int = 0
+    moves_at_check: int = 0
 
     @property
     def lease_ttl(self) -> float:
@@ -291,6 +295,7 @@ class TableWatcher:
     async def _check(self, name: str) -> Invocation | None:
         state = self.states[name]
         state.last_check = datetime.now(timezone.utc)
+        state.moves_at_check = state.moves
         source = self.runtime.table_source
         try:
             if not await self._hold_lease(state):
@@ -469,6 +474,14 @@ class TableWatcher:
         return result
 
     async def _save(self, state: WatchState, version: int, expected: int | None) -> None:
+        if state.moves != state.moves_at_check:
+            # Moved from this process while this check ran (even to the very version it
+            # started from, which the compare-and-set would let pass): the move stands.
+            state.cached = None
+            logger.info(
+                "%s: the checkpoint was moved meanwhile; not saving %d", state.function, version
+            )
+            return
         try:
             await self._store(state, "save", state.key, version, expected=expected)
         except CheckpointConflict as exc:
@@ -592,8 +605,7 @@ class TableWatcher:
         next check delivers from the new one. Otherwise it is `lakefn checkpoints set`:
         refused while another live process holds the lease, unless `force`.
 
-        A delivery already running finishes; its save then finds the checkpoint moved and
-        leaves it (compare-and-set), unless the move was to the very version it started from.
+        A delivery already running finishes, and its checkpoint is not saved over the move.
         """
         from ..checkpoints.tools import CheckpointMoved, move, set_checkpoint
 
@@ -623,6 +635,7 @@ class TableWatcher:
                 )
             )
         # Read afresh on the next check (with the table's identity), whoever holds the lease.
+        state.moves += 1
         state.cached = None
         state.last_processed = version
         state.pending_since = None
