@@ -255,14 +255,10 @@ class Console:
                 )
             except LakefnError as exc:
                 return {**result, "problem": str(exc)}
-            who = self._grant(request)
-            logger.warning(
-                "%s (%s) moved the checkpoint of %s from the console: %s",
-                who.who or who.via,
-                who.via,
-                name,
-                str(moved).replace("\n", ";"),
-            )
+            grant = self._grant(request)
+            who = grant.who or f"an admin ({grant.via})"
+            # Said in the server's log: who moved what, for whoever wonders later.
+            logger.warning("%s, from the console: %s", who, str(moved).replace("\n", ";"))
             return {**result, "moved": {**moved.__dict__, "summary": str(moved)}}
 
         return await self._action(request, act)
