@@ -180,6 +180,17 @@ def test_run_and_simulate_show_their_results(console, browser) -> None:
     assert not_reloaded(page)
     entries = page.locator("#invocation-list details.inv[data-function=orders_feed]")
     expect(entries.first).to_contain_text("simulated", timeout=WAIT_MS)
+
+    # Rewind a table from its row, in the live part that refreshes meanwhile.
+    orders = page.locator("#tables tr[data-function=orders_feed]")
+    expect(orders).to_have_attribute("data-state", "healthy", timeout=WAIT_MS)
+    orders.locator("details.rewind summary").click()
+    orders.locator("input[name=version]").fill("-1")
+    orders.get_by_role("button", name="Set checkpoint").click()
+    expect(result).to_contain_text("Rewound orders_feed", timeout=WAIT_MS)
+    expect(result).to_contain_text("checkpoint 0 → -1")
+    expect(result).to_contain_text("version 0 is delivered again")
+    assert not_reloaded(page)
     shot(page, "actions")
 
 

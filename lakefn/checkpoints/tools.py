@@ -201,9 +201,11 @@ def set_checkpoint(
     *,
     table: str | None = None,
     force: bool = False,
+    force_hint: str = "use --force",
 ) -> CheckpointMoved:
     """Make `version` the last processed version of `function`'s table (-1: before version
-    0), so delivery resumes at `version + 1`."""
+    0), so delivery resumes at `version + 1`. `force_hint` says how the caller's user forces
+    a move (a flag in a terminal, a checkbox in the console)."""
     from ..triggers.table import holder_is_dead
 
     tables = watched(project)
@@ -225,20 +227,21 @@ def set_checkpoint(
             until = holder.lease_expires.isoformat() if holder and holder.lease_expires else "?"
             raise LakefnError(
                 f"{function}: {live or 'another process'} holds the lease (until {until}) and "
-                "is delivering this table; stop it first, or use --force (it then resumes "
+                f"is delivering this table; stop it first, or {force_hint} (it then resumes "
                 "from the new checkpoint)"
             )
         store.acquire(key, owner, ttl, take_over=lambda _: True)
         live = live or "another process"
     else:
         live = None
-    previous = _move(store, key, version)
+    previous = move(store, key, version)
     if live is None:
         store.release(key, owner)
     return CheckpointMoved(function, own_table, previous, version, live, ttl if live else 0.0)
 
 
-def _move(store: CheckpointStore, key: str, version: int) -> int | None:
+def move(store: CheckpointStore, key: str, version: int) -> int | None:
+    """Set the checkpoint at `key` to `version` by compare-and-set; the value it had."""
     for _ in range(5):
         previous = store.load(key)
         try:

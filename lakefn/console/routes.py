@@ -1,4 +1,5 @@
-"""The console's routes: the page at `/`, the live fragment it polls, and its two actions.
+"""The console's routes: the page at `/`, the live fragment it polls, and its actions (run,
+simulate, rewind a table's checkpoint).
 
 Every route asks the one access policy (`lakefn.access`) who the caller is; the page reads the
 same builders as the /lakefn/* JSON routes (`lakefn.console.data`). Actions are form POSTs
@@ -9,6 +10,7 @@ it the browser posts the form and gets the page back with the result on top.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -46,6 +48,8 @@ MAX_FORM_BYTES = 1_000_000
 OPERATIONS = ("WRITE", "MERGE", "UPDATE", "DELETE", "STREAMING UPDATE", "CREATE OR REPLACE TABLE")
 FRAGMENT_HEADER = "x-lakefn-fragment"
 
+logger = logging.getLogger("lakefn.console")
+
 #: what an action does with its form: a result for result.html (`problem` when refused)
 Action = Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
 
@@ -80,7 +84,8 @@ class Console:
         app.add_api_route("/lakefn/console/live", self.live, methods=["GET", "HEAD"])
         app.add_api_route("/lakefn/console/run", self.run, methods=["POST"])
         app.add_api_route("/lakefn/console/simulate", self.simulate, methods=["POST"])
-        for route in app.router.routes[-3:]:
+        app.add_api_route("/lakefn/console/rewind", self.rewind, methods=["POST"])
+        for route in app.router.routes[-4:]:
             route.include_in_schema = False  # type: ignore[attr-defined]
 
     def mount_page(self, app: FastAPI) -> None:
@@ -152,9 +157,7 @@ class Console:
             elif isinstance(fn.trigger, TableTrigger):
                 simulated.append(fn.name)
         context.update(
-            admin=grant.role >= Role.ADMIN,
             who=grant.who,
-            csrf=self.guard.token(grant) if grant.role >= Role.ADMIN else "",
             runnable=runnable,
             simulated=simulated,
             operations=OPERATIONS,
@@ -168,7 +171,11 @@ class Console:
     def _live_context(self, request: Request, grant: Grant) -> dict[str, Any]:
         function = request.query_params.get("function") or None
         status = request.query_params.get("status") or None
+        admin = grant.role >= Role.ADMIN
         return {
+            # the tables' rewind forms live in the polled part: it needs the form token too
+            "admin": admin,
+            "csrf": self.guard.token(grant) if admin else "",
             "project": data.project(self.runtime, self.started),
             "functions": data.functions(self.runtime, grant.role),
             "tables": data.tables(self.runtime, grant.role),
@@ -223,6 +230,39 @@ class Console:
 
         return await self._action(request, act)
 
+    async def rewind(self, request: Request) -> Response:
+        """Move a watched table's checkpoint (rewind to deliver versions again, or skip
+        ahead): in this server's running watcher when it holds the lease, otherwise refused
+        while another process delivers the table unless `force` is ticked."""
+
+        async def act(form: dict[str, str]) -> dict[str, Any]:
+            name = form.get("function", "")
+            text = form.get("version", "").strip()
+            force = form.get("force", "") not in ("", "0", "off", "false")
+            result: dict[str, Any] = {"action": "rewind", "function": name, "force": force}
+            if not isinstance(self._trigger(name), TableTrigger):
+                return {**result, "problem": f"{name!r} is not a unity_table function"}
+            try:
+                version = int(text)
+            except ValueError:
+                problem = (
+                    f"the version is a whole number (-1 delivers from version 0), not {text!r}"
+                )
+                return {**result, "problem": problem}
+            try:
+                moved = await self.runtime.watcher.set_checkpoint(
+                    name, version, force=force, force_hint="tick force"
+                )
+            except LakefnError as exc:
+                return {**result, "problem": str(exc)}
+            grant = self._grant(request)
+            who = grant.who or f"an admin ({grant.via})"
+            # Said in the server's log: who moved what, for whoever wonders later.
+            logger.warning("%s, from the console: %s", who, str(moved).replace("\n", ";"))
+            return {**result, "moved": {**moved.__dict__, "summary": str(moved)}}
+
+        return await self._action(request, act)
+
     def _trigger(self, name: str) -> Any:
         fn = self.runtime.config.function(name)
         return None if fn is None else fn.trigger
@@ -239,9 +279,8 @@ class Console:
 
     async def _action(self, request: Request, act: Action) -> Response:
         """Every console action goes through here: admins only, the CSRF guard, the form
-        parsed, `act` run, its result shown. An action to come (rewinding a checkpoint, once
-        the state store work lands) is one more `act`, one route in `mount_routes`, and one
-        form in console.html whose result renders in result.html."""
+        parsed, `act` run, its result shown. Another action is one more `act`, one route in
+        `mount_routes`, and one form in console.html whose result renders in result.html."""
         grant = self._grant(request)
         if grant.role < Role.ADMIN:
             message = "only admins may run actions" if grant.role else None

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
     import pyarrow
 
+    from ..checkpoints.tools import CheckpointMoved
     from ..runtime import Runtime
 
 logger = logging.getLogger("lakefn.tables")
@@ -154,6 +155,10 @@ class WatchState:
     table_id: str | None = None
     #: the checkpoint was (re)loaded: compare the table's identity on this check
     identity_due: bool = True
+    #: checkpoint moves made from this process (the console), and how many there were when the
+    #: running check began: a check that began before a move never saves over it
+    moves: int = 0
+    moves_at_check: int = 0
 
     @property
     def lease_ttl(self) -> float:
@@ -221,6 +226,8 @@ class TableWatcher:
         self._concurrency = concurrency
         self._limit: asyncio.Semaphore | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: the functions this process watches now (started, not run_on: job)
+        self._watching: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -228,14 +235,19 @@ class TableWatcher:
         self._limit = asyncio.Semaphore(self._concurrency)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="lakefn-tables")
-        self._tasks = [
-            asyncio.create_task(self._watch(name), name=f"lakefn-watch-{name}")
+        self._watching = {
+            name
             for name in self.states
             # a run_on: job function is watched by its Databricks Job (`lakefn run` checks it)
             if self.runtime.registry.config(name).run_on != "job"
+        }
+        self._tasks = [
+            asyncio.create_task(self._watch(name), name=f"lakefn-watch-{name}")
+            for name in self._watching
         ]
 
     async def stop(self) -> None:
+        self._watching = set()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -283,6 +295,7 @@ class TableWatcher:
     async def _check(self, name: str) -> Invocation | None:
         state = self.states[name]
         state.last_check = datetime.now(timezone.utc)
+        state.moves_at_check = state.moves
         source = self.runtime.table_source
         try:
             if not await self._hold_lease(state):
@@ -461,6 +474,14 @@ class TableWatcher:
         return result
 
     async def _save(self, state: WatchState, version: int, expected: int | None) -> None:
+        if state.moves != state.moves_at_check:
+            # Moved from this process while this check ran (even to the very version it
+            # started from, which the compare-and-set would let pass): the move stands.
+            state.cached = None
+            logger.info(
+                "%s: the checkpoint was moved meanwhile; not saving %d", state.function, version
+            )
+            return
         try:
             await self._store(state, "save", state.key, version, expected=expected)
         except CheckpointConflict as exc:
@@ -569,6 +590,56 @@ class TableWatcher:
         call = (lambda: fn(*args, **kwargs)) if kwargs else (lambda: fn(*args))
         async with self._limit:
             return await loop.run_in_executor(self._pool, call)
+
+    # -- moving a checkpoint from this process ---------------------------------------------
+
+    async def set_checkpoint(
+        self, name: str, version: int, *, force: bool = False, force_hint: str = "use --force"
+    ) -> CheckpointMoved:
+        """Rewind (or skip ahead) `name`'s checkpoint from this process, as the console does:
+        the next delivery starts at `version + 1`, -1 .. the table's latest version.
+
+        While this watcher holds the lease, `lakefn checkpoints set` would be refused (a live
+        process delivers the table), yet the operator asks the very process that delivers it:
+        it moves the checkpoint under its own lease and forgets its cached position, so its
+        next check delivers from the new one. Otherwise it is `lakefn checkpoints set`:
+        refused while another live process holds the lease, unless `force`.
+
+        A delivery already running finishes, and its checkpoint is not saved over the move.
+        """
+        from ..checkpoints.tools import CheckpointMoved, move, set_checkpoint
+
+        state = self.states.get(name)
+        if state is None:
+            kind = self.runtime.registry.config(name).trigger.type  # FunctionNotFound first
+            raise WrongTrigger(name, kind, "unity_table")
+        latest = await self._io(self.runtime.table_source.latest_version, state.table)
+        if not -1 <= version <= latest:
+            raise LakefnError(
+                f"version {version}: {state.table} is at version {latest}, so a checkpoint is "
+                f"-1 (deliver from version 0) up to {latest}"
+            )
+        store = self.runtime.checkpoints
+        try:
+            own = name in self._watching and await self._hold_lease(state)
+        except _StoreFailed as exc:
+            raise LakefnError(str(exc)) from exc
+        if own:
+            previous = await self._io(move, store, state.key, version)
+            moved = CheckpointMoved(name, str(state.table), previous, version, None, 0.0)
+        else:
+            project = self.runtime.project
+            moved = await self._io(
+                lambda: set_checkpoint(
+                    project, store, name, version, force=force, force_hint=force_hint
+                )
+            )
+        # Read afresh on the next check (with the table's identity), whoever holds the lease.
+        state.moves += 1
+        state.cached = None
+        state.last_processed = version
+        state.pending_since = None
+        return moved
 
     # -- status and simulation ---------------------------------------------------------------
 

@@ -18,15 +18,37 @@
     return text ? "?" + text : "";
   }
 
+  // Someone typing into a form of the polled part (a table's rewind): leave that part be.
+  function editing(target) {
+    var active = document.activeElement;
+    return !!(active && active.form && active.tagName !== "BUTTON" && target.contains(active));
+  }
+
   function swap(target, fresh) {
     var open = {};
     target.querySelectorAll("details[open]").forEach(function (d) { open[d.id] = true; });
     var known = {};
     target.querySelectorAll("details.inv").forEach(function (d) { known[d.id] = true; });
+    // What was typed into an open form outlives the swap (by form id and field name).
+    var typed = {};
+    target.querySelectorAll("details[open] form[id]").forEach(function (f) {
+      typed[f.id] = Array.prototype.map.call(f.elements, function (e) {
+        return [e.name, e.type === "checkbox" ? e.checked : e.value];
+      });
+    });
     target.replaceChildren.apply(target, Array.prototype.slice.call(fresh.childNodes));
-    target.querySelectorAll("details.inv").forEach(function (d) {
+    target.querySelectorAll("details[id]").forEach(function (d) {
       if (open[d.id]) d.open = true;
-      if (!known[d.id] && Object.keys(known).length) d.classList.add("new");
+      if (d.classList.contains("inv") && !known[d.id] && Object.keys(known).length) d.classList.add("new");
+    });
+    Object.keys(typed).forEach(function (id) {
+      var f = document.getElementById(id);
+      if (!f) return;
+      typed[id].forEach(function (pair) {
+        var e = pair[0] && pair[0] !== "csrf" ? f.elements.namedItem(pair[0]) : null;
+        if (!e || e.type === "hidden") return;
+        if (e.type === "checkbox") e.checked = pair[1]; else e.value = pair[1];
+      });
     });
   }
 
@@ -39,7 +61,7 @@
         var doc = new DOMParser().parseFromString("<body>" + html + "</body>", "text/html");
         var part = doc.querySelector("template[data-part=invocations]");
         if (part) { part.remove(); swap(list, part.content); }
-        swap(live, doc.body);
+        if (!editing(live)) swap(live, doc.body);
         live.classList.remove("stale");
       })
       .catch(function () { live.classList.add("stale"); })
@@ -59,29 +81,31 @@
     filters.addEventListener("submit", function (e) { e.preventDefault(); refresh(); });
   }
 
-  document.querySelectorAll("form.action").forEach(function (form) {
-    form.addEventListener("submit", function (e) {
-      e.preventDefault();
-      var button = form.querySelector("button");
-      button.disabled = true;
-      fetch(form.action, {
-        method: "POST",
-        body: new URLSearchParams(new FormData(form)),
-        headers: { "X-Lakefn-Fragment": "1" },
-        credentials: "same-origin"
+  // On the document: a table's rewind form is swapped in anew with every refresh.
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (!form.matches || !form.matches("form.action")) return;
+    e.preventDefault();
+    var button = form.querySelector("button");
+    button.disabled = true;
+    fetch(form.action, {
+      method: "POST",
+      body: new URLSearchParams(new FormData(form)),
+      headers: { "X-Lakefn-Fragment": "1" },
+      credentials: "same-origin"
+    })
+      .then(function (r) { return r.text(); })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var card = doc.querySelector("#forbidden");
+        result.innerHTML = card ? card.innerHTML : doc.body.innerHTML;
+        result.hidden = false;
+        result.dataset.action = form.dataset.action;
+        if (live.contains(form)) result.scrollIntoView({ block: "nearest" });
+        refresh();
       })
-        .then(function (r) { return r.text(); })
-        .then(function (html) {
-          var doc = new DOMParser().parseFromString(html, "text/html");
-          var card = doc.querySelector("#forbidden");
-          result.innerHTML = card ? card.innerHTML : doc.body.innerHTML;
-          result.hidden = false;
-          result.dataset.action = form.dataset.action;
-          refresh();
-        })
-        .catch(function (err) { result.textContent = "The server did not answer: " + err; result.hidden = false; })
-        .then(function () { button.disabled = false; });
-    });
+      .catch(function (err) { result.textContent = "The server did not answer: " + err; result.hidden = false; })
+      .then(function () { button.disabled = false; });
   });
 
   document.addEventListener("visibilitychange", function () { if (!document.hidden) refresh(); });
