@@ -207,3 +207,20 @@ def test_checkpoints_magic_lists_and_moves_them(ip: Any, sample: Path) -> None: 
     assert "<table>" in shown._repr_html_() and "Lease Holder" in shown._repr_html_()
     with pytest.raises(UsageError, match="not a unity_table function"):
         magic(ip, "checkpoints set example_http 1")
+
+
+def test_checkpoints_magic_moves_the_checkpoint_its_own_server_watches(
+    ip: Any,  # noqa: F811
+    sample: Path,  # noqa: F811
+) -> None:
+    from tests.test_notebook_magics import free_port
+
+    magic(ip, f"load {sample}")
+    magic(ip, f"serve --port {free_port()}")
+    try:
+        wait_for(lambda: magic(ip, "checkpoints")[0].version == 0)  # the first check ran
+        moved = magic(ip, "checkpoints set unity_monitor -1")  # not refused: our own lease
+        assert "checkpoint 0 -> -1" in str(moved)
+        assert magic(ip, "checkpoints")[0].version == -1
+    finally:
+        magic(ip, "stop")

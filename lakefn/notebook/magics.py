@@ -278,6 +278,11 @@ class LakefnMagics(Magics):
             return list_checkpoints(runtime.project, runtime.checkpoints)
         if args.function is None or args.version is None:
             raise UsageError("usage: %lakefn checkpoints set FUNCTION VERSION [--force]")
+        if self.session.serving and args.table is None:
+            # The notebook's own server holds the lease: it moves the checkpoint itself, as the
+            # console does, and delivers from there on its next check.
+            move = runtime.watcher.set_checkpoint(args.function, args.version, force=args.force)
+            return self.session.submit(move).result()
         return set_checkpoint(
             runtime.project,
             runtime.checkpoints,
