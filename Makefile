@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup serve test bench check browser postgres clean
+.PHONY: setup serve test test-all mutate bench check browser postgres clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,20 @@ postgres:
 test: setup browser postgres
 	$(BIN)/pytest
 
+# Every supported Python that this machine has (pyenv's 3.10 to 3.13 on the project's machine
+# image), each in a venv of its own (.venv-3.10, ...). One missing is said and skipped; any
+# failure fails the whole, after every version has run.
+SUPPORTED_PYTHONS := 3.10 3.11 3.12 3.13
+
+test-all: browser postgres
+	@failed=; missing=; \
+	for v in $(SUPPORTED_PYTHONS); do \
+		.ci/test-python $$v -q; rc=$$?; \
+		if [ $$rc = 69 ]; then missing="$$missing $$v"; elif [ $$rc != 0 ]; then failed="$$failed $$v"; fi; \
+	done; \
+	[ -z "$$missing" ] || echo "not on this machine (not tested):$$missing"; \
+	[ -z "$$failed" ] || { echo "FAILED on Python$$failed"; exit 1; }
+
 bench: setup
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/run_all.py
@@ -40,4 +54,4 @@ check: setup
 	$(BIN)/mypy lakefn
 
 clean:
-	rm -rf $(VENV) .lakefn
+	rm -rf $(VENV) .venv-3.* .lakefn mutants

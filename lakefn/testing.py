@@ -251,18 +251,20 @@ class LakefnHarness:
         self._serving: Future[None] | None = None
         self._client: httpx.Client | None = None
         self._app: FastAPI | None = None
+        checkpoints: SQLiteCheckpointStore | None = None
         try:
             self.project: Project = load_project(app_yaml, apply_env=False)
             self._apply_env()
             self._source = _TestSource(self.project.local_root)
             self.tables = LocalTables(self.project.local_root)
+            checkpoints = SQLiteCheckpointStore(self.project.state_path)
+            # Loading the functions can fail (a syntax error): the store is open by then.
             self.runtime: Runtime = Runtime(
-                self.project,
-                table_source=self._source,
-                checkpoints=SQLiteCheckpointStore(self.project.state_path),
-                clock=self.clock,
+                self.project, table_source=self._source, checkpoints=checkpoints, clock=self.clock
             )
         except BaseException:
+            if checkpoints is not None:
+                checkpoints.close()
             self._env.restore()
             raise
         self._loop = LoopThread("lakefn-test").start()
@@ -450,13 +452,15 @@ class LakefnHarness:
     def close(self) -> None:
         """Stop the server and background triggers and release every thread and file."""
         try:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
-            self._stop_server()
-            if self._loop is not None and self.runtime.started:
-                self._run(self.runtime.stop())
-            self.runtime.close()
+            try:
+                if self._client is not None:
+                    self._client.close()
+                    self._client = None
+                self._stop_server()
+                if self._loop is not None and self.runtime.started:
+                    self._run(self.runtime.stop())
+            finally:  # a stop that failed still leaves files and connections to release
+                self.runtime.close()
         finally:
             self._stop_loop()
             self._env.restore()

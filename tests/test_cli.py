@@ -155,6 +155,31 @@ def test_serve_on_a_busy_port_says_so(proj) -> None:
         _stop(first)
 
 
+def test_serve_on_a_busy_port_closes_the_runtime_it_made(proj, monkeypatch, capsys) -> None:
+    from lakefn._serve import bind_socket
+    from lakefn.cli import main
+    from lakefn.runtime import Runtime
+
+    closed: list[Runtime] = []
+    real_close = Runtime.close
+
+    def close(self: Runtime) -> None:
+        closed.append(self)
+        real_close(self)
+
+    monkeypatch.setattr(Runtime, "close", close)
+    monkeypatch.chdir(proj.root)
+    blocker = bind_socket("127.0.0.1", 0)
+    try:
+        port = blocker.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 1
+    finally:
+        blocker.close()
+    assert f"port {port} on 127.0.0.1 is already in use" in capsys.readouterr().err
+    # The app (and its runtime) is made before the port is tried: it is released all the same.
+    assert len(closed) == 1
+
+
 def test_serve_refuses_a_bad_project_before_starting(proj) -> None:
     proj.function("hello", "def main(event)\n    return 1\n")
     r = run_cli("serve", "--port", str(free_port()), cwd=proj.root, env=_env(), timeout=30)
