@@ -44,6 +44,22 @@ test-all: browser postgres
 	[ -z "$$missing" ] || echo "not on this machine (not tested):$$missing"; \
 	[ -z "$$failed" ] || { echo "FAILED on Python$$failed"; exit 1; }
 
+# Mutation testing (mutmut, configured in pyproject.toml): slow, not part of `make test` or CI.
+# Run before merging a change to a module it covers. MUTANTS narrows the run, e.g.
+#   make mutate MUTANTS='lakefn.checkpoints.*'      make mutate MUTATE_CHILDREN=2
+# It prints the surviving mutants per module; `.venv/bin/mutmut show NAME` shows one.
+MUTANTS ?=
+MUTATE_CHILDREN ?= 1
+
+mutate: setup
+	$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
+	@$(BIN)/mutmut results --all true | awk -F: '/: / { n = split($$1, p, "."); \
+		module = $$1; sub(/\.x[_Ǐ].*$$/, "", module); gsub(/^ +/, "", module); \
+		status = $$2; gsub(/ /, "", status); count[module, status]++; mods[module] = 1; \
+		all[status] = 1 } END { for (m in mods) { line = m ":"; \
+		for (st in all) if (count[m, st]) line = line " " st "=" count[m, st]; print line } }' \
+		| sort
+
 bench: setup
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/run_all.py

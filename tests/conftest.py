@@ -16,6 +16,9 @@ import pytest
 from lakefn.notebook.background import BackgroundServer
 from lakefn.runtime import Runtime
 
+# A leaked connection fails the module that leaked it, not a test that runs later.
+pytest_plugins = ["tests._resource_guard"]
+
 REPO = Path(__file__).resolve().parent.parent
 LAKEFN = str(Path(sys.executable).with_name("lakefn"))
 
