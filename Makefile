@@ -53,12 +53,21 @@ MUTATE_CHILDREN ?= 1
 
 mutate: setup
 	$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
-	@$(BIN)/mutmut results --all true | awk -F: '/: / { n = split($$1, p, "."); \
-		module = $$1; sub(/\.x[_Ǐ].*$$/, "", module); gsub(/^ +/, "", module); \
-		status = $$2; gsub(/ /, "", status); count[module, status]++; mods[module] = 1; \
-		all[status] = 1 } END { for (m in mods) { line = m ":"; \
-		for (st in all) if (count[m, st]) line = line " " st "=" count[m, st]; print line } }' \
-		| sort
+	@$(BIN)/mutmut results --all true | $(BIN)/python -c "$$MUTANTS_BY_MODULE"
+
+# mutmut names a mutant module.xǁClassǁmethod__mutmut_N or module.x_function__mutmut_N.
+define MUTANTS_BY_MODULE
+import collections, re, sys
+counts = collections.defaultdict(collections.Counter)
+for line in sys.stdin:
+    name, _, status = line.strip().rpartition(": ")
+    if name:
+        counts[re.split(r"\.x[_\u01c1]", name)[0]][status] += 1
+for module, c in sorted(counts.items()):
+    print(f"{module:32} {c['survived']:4} survived of {sum(c.values()) - c['not checked']:4} checked"
+          + "".join(f", {n} {s}" for s, n in sorted(c.items()) if s not in ("killed", "survived")))
+endef
+export MUTANTS_BY_MODULE
 
 bench: setup
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
