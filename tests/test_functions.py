@@ -184,12 +184,14 @@ def test_an_async_function_that_blocks_the_loop_is_called_out(project, serve, ca
     with caplog.at_level(logging.WARNING, logger="lakefn"):
         caller = threading.Thread(target=call)
         caller.start()
-        # The loop stays blocked until the watchdog has spoken: however slow the machine, the
-        # warning comes while the function still holds the loop, or never.
-        _wait_for(module.with_suffix(".running").exists, "the function starting")
-        _wait_for(called_out, "the blocked-loop warning")
-        module.with_suffix(".release").touch()
-        caller.join(60)
+        try:
+            # The loop stays blocked until the watchdog has spoken: however slow the machine,
+            # the warning comes while the function still holds the loop, or never.
+            _wait_for(module.with_suffix(".running").exists, "the function starting")
+            _wait_for(called_out, "the blocked-loop warning")
+        finally:
+            module.with_suffix(".release").touch()  # a failed test must not leave it stuck
+            caller.join(60)
     assert answers == ["done"]
     warnings = called_out()
     assert len(warnings) == 1 and "make it a plain `def main`" in warnings[0]
