@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup serve test bench check browser postgres clean
+.PHONY: setup serve test test-all mutate bench check browser postgres clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,45 @@ postgres:
 test: setup browser postgres
 	$(BIN)/pytest
 
+# Every supported Python that this machine has (pyenv's 3.10 to 3.13 on the project's machine
+# image), each in a venv of its own (.venv-3.10, ...). One missing is said and skipped; any
+# failure fails the whole, after every version has run.
+SUPPORTED_PYTHONS := 3.10 3.11 3.12 3.13
+
+test-all: browser postgres
+	@failed=; missing=; \
+	for v in $(SUPPORTED_PYTHONS); do \
+		.ci/test-python $$v -q; rc=$$?; \
+		if [ $$rc = 69 ]; then missing="$$missing $$v"; elif [ $$rc != 0 ]; then failed="$$failed $$v"; fi; \
+	done; \
+	[ -z "$$missing" ] || echo "not on this machine (not tested):$$missing"; \
+	[ -z "$$failed" ] || { echo "FAILED on Python$$failed"; exit 1; }
+
+# Mutation testing (mutmut, configured in pyproject.toml): slow, not part of `make test` or CI.
+# Run before merging a change to a module it covers. MUTANTS narrows the run, e.g.
+#   make mutate MUTANTS='lakefn.checkpoints.*'      make mutate MUTATE_CHILDREN=2
+# It prints the surviving mutants per module; `.venv/bin/mutmut show NAME` shows one.
+MUTANTS ?=
+MUTATE_CHILDREN ?= 1
+
+mutate: setup
+	$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
+	@$(BIN)/mutmut results --all true | $(BIN)/python -c "$$MUTANTS_BY_MODULE"
+
+# mutmut names a mutant module.xǁClassǁmethod__mutmut_N or module.x_function__mutmut_N.
+define MUTANTS_BY_MODULE
+import collections, re, sys
+counts = collections.defaultdict(collections.Counter)
+for line in sys.stdin:
+    name, _, status = line.strip().rpartition(": ")
+    if name:
+        counts[re.split(r"\.x[_\u01c1]", name)[0]][status] += 1
+for module, c in sorted(counts.items()):
+    print(f"{module:32} {c['survived']:4} survived of {sum(c.values()) - c['not checked']:4} checked"
+          + "".join(f", {n} {s}" for s, n in sorted(c.items()) if s not in ("killed", "survived")))
+endef
+export MUTANTS_BY_MODULE
+
 bench: setup
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/run_all.py
@@ -40,7 +79,7 @@ check: setup
 	$(BIN)/mypy lakefn
 
 clean:
-	rm -rf $(VENV) .lakefn
+	rm -rf $(VENV) .venv-3.* .lakefn mutants
 
 # The notebook panel on ipywidgets 7 (Databricks runtimes may ship 7): a venv of its own, since
 # the dev venv has ipywidgets 8. IPYW7 names the venv; it is built once and reused.

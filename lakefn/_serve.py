@@ -86,23 +86,25 @@ def serve(
     from .server import create_app
 
     app = create_app(app_yaml)  # a bad app.yaml is refused here, before the port is taken
-    sock = bind_socket(host, port)
-    config = uvicorn.Config(
-        app,
-        log_level=log_level,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
-        lifespan="on",
-        http=PROTOCOL,
-    )
-    server = uvicorn.Server(config)
-    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
-    print(
-        f"lakefn serving {app_yaml} on http://{shown}:{sock.getsockname()[1]}",
-        file=sys.stderr,
-        flush=True,
-    )
-    server.run(sockets=[sock])
-    app.state.runtime.close()
+    try:  # the runtime is closed however this ends, a busy port included
+        sock = bind_socket(host, port)
+        config = uvicorn.Config(
+            app,
+            log_level=log_level,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+            lifespan="on",
+            http=PROTOCOL,
+        )
+        server = uvicorn.Server(config)
+        shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+        print(
+            f"lakefn serving {app_yaml} on http://{shown}:{sock.getsockname()[1]}",
+            file=sys.stderr,
+            flush=True,
+        )
+        server.run(sockets=[sock])
+    finally:
+        app.state.runtime.close()
     return 0 if server.started else 1
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._exceptions import HttpError, LakefnError, TableError, WrongTrigger
 from ._loopthread import LoopThread
 from ._tablename import TableName
-from .abc import Clock, TableSource
+from .abc import CheckpointStore, Clock, TableSource
 from .sources.recorded import RecordedSource
 
 if TYPE_CHECKING:
@@ -255,19 +255,24 @@ class LakefnHarness:
         self._serving: Future[None] | None = None
         self._client: httpx.Client | None = None
         self._app: FastAPI | None = None
+        checkpoints: CheckpointStore | None = None
         try:
             self.project: Project = load_project(app_yaml, apply_env=False)
             self._apply_env()
             self._source = _TestSource(self.project.local_root)
             self.tables = LocalTables(self.project.local_root)
+            checkpoints = open_project_store(self.project)
+            # Loading the functions can fail (a syntax error): the store is open by then.
             self.runtime: Runtime = Runtime(
                 self.project,
                 table_source=self._source,
-                checkpoints=open_project_store(self.project),
+                checkpoints=checkpoints,
                 journal=Journal(),  # in memory: a test reads what it ran, nothing else
                 clock=self.clock,
             )
         except BaseException:
+            if checkpoints is not None:
+                checkpoints.close()
             self._env.restore()
             raise
         self._loop = LoopThread("lakefn-test").start()
@@ -456,13 +461,15 @@ class LakefnHarness:
     def close(self) -> None:
         """Stop the server and background triggers and release every thread and file."""
         try:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
-            self._stop_server()
-            if self._loop is not None and self.runtime.started:
-                self._run(self.runtime.stop())
-            self.runtime.close()
+            try:
+                if self._client is not None:
+                    self._client.close()
+                    self._client = None
+                self._stop_server()
+                if self._loop is not None and self.runtime.started:
+                    self._run(self.runtime.stop())
+            finally:  # a stop that failed still leaves files and connections to release
+                self.runtime.close()
         finally:
             self._stop_loop()
             self._env.restore()

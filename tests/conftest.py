@@ -16,7 +16,8 @@ import pytest
 from lakefn.notebook.background import BackgroundServer
 from lakefn.runtime import Runtime
 
-pytest_plugins = ["tests._postgres"]
+# A leaked connection fails the module that leaked it, not a test that runs later.
+pytest_plugins = ["tests._postgres", "tests._resource_guard"]
 
 REPO = Path(__file__).resolve().parent.parent
 LAKEFN = str(Path(sys.executable).with_name("lakefn"))

@@ -209,7 +209,7 @@ def test_two_processes_racing_compare_and_set_each_step_has_one_winner(
     go, steps = tmp_path / "go", 200
     first = open_store(shared_state, tmp_path)
     first.save("fn:a.b.c", 0, expected=None)
-    first.close()
+    first.close()  # left to the garbage collector, Python 3.13 warns (an error here)
     racers = [
         subprocess.Popen(
             [sys.executable, "-c", _RACER, shared_state, str(go), str(steps)],

@@ -32,7 +32,9 @@ def session(sample: Path) -> Iterator[Session]:  # noqa: F811
     session.close()
 
 
-def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Wait for something a worker thread does; returns as soon as it is seen (the bound only
+    ends a wait for what never comes, so it is generous for a loaded machine)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()

@@ -419,7 +419,7 @@ def test_table_changes_through_the_real_watcher_on_real_delta_tables(
         def test_the_background_watcher(lakefn):
             lakefn.tables.create(TABLE, [{"id": 1}])
             lakefn.start()
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 60
             while lakefn.runtime.watcher.states["on_orders"].last_processed is None:
                 assert time.monotonic() < deadline, "the watcher never checked"
                 time.sleep(0.02)
@@ -489,7 +489,40 @@ def test_nothing_outlives_the_test(strict: pytest.Pytester) -> None:
     )
     before = set(threading.enumerate())
     strict.runpytest().assert_outcomes(passed=1)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # threads end a moment after they are told to
     while left := [t.name for t in set(threading.enumerate()) - before if t.is_alive()]:
         assert time.monotonic() < deadline, f"threads left running: {left}"
         time.sleep(0.02)
+
+
+def test_a_harness_whose_functions_do_not_load_leaves_nothing_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from lakefn import ConfigError
+    from lakefn.checkpoints.sqlite import SQLiteCheckpointStore
+    from lakefn.testing import LakefnHarness
+
+    app = write_project(tmp_path / "proj", functions={**FUNCTIONS, "hello": "def main(event)\n"})
+    opened: list[object] = []
+    closed: list[object] = []
+    real_init, real_close = SQLiteCheckpointStore.__init__, SQLiteCheckpointStore.close
+
+    def init(self: SQLiteCheckpointStore, *args: object, **kwargs: object) -> None:
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        opened.append(self)
+
+    def close(self: SQLiteCheckpointStore) -> None:
+        closed.append(self)
+        real_close(self)
+
+    monkeypatch.setattr(SQLiteCheckpointStore, "__init__", init)
+    monkeypatch.setattr(SQLiteCheckpointStore, "close", close)
+    monkeypatch.delenv("LAKEFN_STATE", raising=False)
+    with pytest.raises(ConfigError, match="function 'hello'"):
+        LakefnHarness(app, tmp_path / "work")
+    # The state file was opened before the functions failed to load; it is closed again
+    # (Python 3.13 warns about a SQLite connection left to the garbage collector).
+    assert opened and closed == opened
+    assert "LAKEFN_STATE" not in os.environ

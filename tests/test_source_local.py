@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -221,24 +220,6 @@ def test_checking_costs_the_same_whatever_the_history_length(
     idle, new, read = costs[10_000]
     assert idle == (2, 0, 0)  # this version's file still there, the next one not yet
     assert read[1:] == (0, 3)  # three new commits: three files read, no listing
-
-
-def test_checking_time_does_not_grow_with_history(root: Path) -> None:
-    def fastest_check(history: int) -> float:
-        table = TableName("main", "timing", f"h{history}")
-        create_table(root, table, [{"id": 0}])
-        write_bare_commits(root, 1, history - 1, table)
-        source = LocalDeltaSource(root)
-        source.latest_version(table)
-        best = float("inf")
-        for _ in range(300):
-            started = time.perf_counter()
-            source.latest_version(table)
-            best = min(best, time.perf_counter() - started)
-        return best
-
-    short, long = fastest_check(1), fastest_check(10_000)
-    assert long < 2 * short + 50e-6
 
 
 def test_checks_from_many_threads_while_a_writer_commits(root: Path) -> None:
