@@ -210,34 +210,38 @@ class Invoker:
                 f"{self.pool.abandoned} timed-out calls still hold threads",
                 retry_after=5,
             )
-        try:
-            work = self.pool.submit(_contained_sync, function.main, event)
-        except BaseException:
-            gate.release()
-            raise
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
 
-        def finished(work: concurrent.futures.Future[Any]) -> None:
+        def finished(result: Any, error: BaseException | None) -> None:
             # On the worker thread: the slot is released even if this loop is gone by then.
             gate.release()
             with contextlib.suppress(RuntimeError):  # closed: nobody is waiting any more
-                loop.call_soon_threadsafe(_settle, future, work)
+                loop.call_soon_threadsafe(_settle, future, result, error)
 
-        # One callback and one hop to the loop: what asyncio.wrap_future does, with less
-        # machinery per call (the sync HTTP path is measured per microsecond).
-        work.add_done_callback(finished)
+        # A pool job and one hop to the loop, no concurrent.futures.Future in between: the
+        # sync HTTP path is measured per microsecond.
+        try:
+            job = self.pool.run(function.main, (event,), finished)
+        except BaseException:
+            gate.release()
+            raise
         if not timeout:
             try:
                 return await future
             except asyncio.CancelledError:
-                work.cancel()  # not started yet: it never will be
+                if job.cancel():
+                    gate.release()  # not started yet: it never will be
                 raise
         done, _ = await asyncio.wait({future}, timeout=timeout)
         if not done:
+            future.cancel()  # whatever the call ends with later goes nowhere
+            if job.cancel():
+                gate.release()  # not started yet: it never will be
+                raise InvocationTimeout(function.name, timeout)
             # A thread cannot be stopped: it is abandoned, finishes on its own, and no longer
             # counts against the pool, so timed-out calls cannot starve the next ones.
-            self.pool.abandon(work)
+            self.pool.abandon(job)
             logger.warning(
                 "%s: timed out; its thread keeps running until the function returns "
                 "(%d abandoned threads)",
@@ -273,23 +277,15 @@ async def _contained(call: Coroutine[Any, Any, Any]) -> Any:
         return _Escaped(exc)
 
 
-def _contained_sync(main: Callable[[Any], Any], event: Event) -> Any:
-    try:
-        return main(event)
-    except _SPECIAL as exc:
-        return _Escaped(exc)
-
-
-def _settle(future: asyncio.Future[Any], work: concurrent.futures.Future[Any]) -> None:
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
     """On the loop: hand a worker's outcome to the coroutine awaiting it."""
     if future.done():
         return
-    if work.cancelled():
-        future.cancel()
-        return
-    exc = work.exception()
     if exc is None:
-        future.set_result(work.result())
+        future.set_result(result)
+        return
+    if isinstance(exc, _SPECIAL):
+        future.set_result(_Escaped(exc))  # see `_SPECIAL`: carried as a value
         return
     if isinstance(exc, StopIteration):
         # A future cannot carry it (asyncio raises TypeError and the caller would wait
