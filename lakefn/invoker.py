@@ -226,30 +226,34 @@ class Invoker:
         except BaseException:
             gate.release()
             raise
-        if not timeout:
-            try:
-                return await future
-            except asyncio.CancelledError:
-                if job.cancel():
-                    gate.release()  # not started yet: it never will be
-                raise
-        done, _ = await asyncio.wait({future}, timeout=timeout)
-        if not done:
-            future.cancel()  # whatever the call ends with later goes nowhere
+        # A timer that settles the future itself, rather than asyncio.wait: no task, set or
+        # callbacks per call.
+        timer = loop.call_later(timeout, _expire, future) if timeout else None
+        try:
+            result = await future
+        except asyncio.CancelledError:
             if job.cancel():
                 gate.release()  # not started yet: it never will be
-                raise InvocationTimeout(function.name, timeout)
-            # A thread cannot be stopped: it is abandoned, finishes on its own, and no longer
-            # counts against the pool, so timed-out calls cannot starve the next ones.
-            self.pool.abandon(job)
-            logger.warning(
-                "%s: timed out; its thread keeps running until the function returns "
-                "(%d abandoned threads)",
-                function.name,
-                self.pool.abandoned,
-            )
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if result is not _EXPIRED:
+            return result
+        assert timeout  # only its timer settles a future with _EXPIRED
+        if job.cancel():
+            gate.release()  # not started yet: it never will be
             raise InvocationTimeout(function.name, timeout)
-        return future.result()
+        # A thread cannot be stopped: it is abandoned, finishes on its own, and no longer
+        # counts against the pool, so timed-out calls cannot starve the next ones.
+        self.pool.abandon(job)
+        logger.warning(
+            "%s: timed out; its thread keeps running until the function returns "
+            "(%d abandoned threads)",
+            function.name,
+            self.pool.abandoned,
+        )
+        raise InvocationTimeout(function.name, timeout)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)  # waits for idle workers only, never for a function
@@ -275,6 +279,15 @@ async def _contained(call: Coroutine[Any, Any, Any]) -> Any:
         return await call
     except _SPECIAL as exc:
         return _Escaped(exc)
+
+
+#: what a sync call's future holds when its timeout came first (no function returns it)
+_EXPIRED = object()
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(_EXPIRED)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
