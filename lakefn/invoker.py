@@ -8,8 +8,8 @@ and it runs the function — sync ones on worker threads, async ones on the loop
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
-import contextlib
 import itertools
 import logging
 import os
@@ -58,6 +58,7 @@ class Invoker:
         self.pool = DaemonThreadPool(max_workers)
         self._sleep = sleep
         self._gates: dict[tuple[str, bool], ConcurrencyGate] = {}
+        self._inbox = _Inbox(None)
 
     async def invoke(
         self,
@@ -212,12 +213,14 @@ class Invoker:
             )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        inbox = self._inbox
+        if inbox.loop is not loop:  # one loop at a time, as a rule: the server's
+            inbox = self._inbox = _Inbox(loop)
 
         def finished(result: Any, error: BaseException | None) -> None:
             # On the worker thread: the slot is released even if this loop is gone by then.
             gate.release()
-            with contextlib.suppress(RuntimeError):  # closed: nobody is waiting any more
-                loop.call_soon_threadsafe(_settle, future, result, error)
+            inbox.post(future, result, error)
 
         # A pool job and one hop to the loop, no concurrent.futures.Future in between: the
         # sync HTTP path is measured per microsecond.
@@ -279,6 +282,47 @@ async def _contained(call: Coroutine[Any, Any, Any]) -> Any:
         return await call
     except _SPECIAL as exc:
         return _Escaped(exc)
+
+
+class _Inbox:
+    """Outcomes of sync calls on their way to one loop. Under load many calls end between two
+    turns of the loop: one wake-up (a system call on the worker, a callback on the loop)
+    carries them all, rather than one each.
+
+    Lock-free under the GIL: `post` appends, then schedules a drain unless one is pending;
+    `_drain` clears the flag, then empties the deque, so nothing posted is left behind.
+    """
+
+    __slots__ = ("loop", "_items", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+        self._items: collections.deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = (
+            collections.deque()
+        )
+        self._scheduled = False
+
+    def post(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        """From a worker thread."""
+        self._items.append((future, result, error))
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                assert self.loop is not None
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # closed: nobody is waiting any more
+                self._items.clear()
+                self._scheduled = False
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        items = self._items
+        while items:
+            future, result, error = items.popleft()
+            try:
+                _settle(future, result, error)
+            except Exception:  # noqa: BLE001 - the rest must still be settled
+                logger.exception("lakefn: could not hand a sync call's outcome over")
 
 
 #: what a sync call's future holds when its timeout came first (no function returns it)
