@@ -9,30 +9,65 @@ code; on shutdown we abandon them instead, and these daemon workers let the proc
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from typing import Any
+
+logger = logging.getLogger("lakefn")
 
 #: threads still running a call that timed out, past which no more are started for them
 MAX_ABANDONED = 64
 
+_PENDING, _RUNNING, _CANCELLED, _FINISHED = range(4)
 
-class DaemonThreadPool(Executor):
+
+class Job:
+    """One call handed to the pool: far lighter than a `concurrent.futures.Future` (no
+    condition, no callback list), since the sync HTTP path pays for it on every request.
+
+    `done(result, exception)` runs on the worker thread once the call ends, whatever it
+    raised; never for a job cancelled before it started.
+    """
+
+    __slots__ = ("fn", "args", "done", "_state", "_lock", "_abandoned")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        done: Callable[[Any, BaseException | None], None],
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.done = done
+        self._state = _PENDING
+        self._lock = threading.Lock()  # the worker and a giving-up caller race for the job
+        self._abandoned = False
+
+    def cancel(self) -> bool:
+        """Not started yet: it never will be (True). Running or ended: False."""
+        with self._lock:
+            if self._state == _PENDING:
+                self._state = _CANCELLED
+            return self._state == _CANCELLED
+
+
+class DaemonThreadPool:
     def __init__(
         self, max_workers: int = 40, name: str = "lakefn-fn", max_abandoned: int = MAX_ABANDONED
     ) -> None:
         self._max_workers = max_workers
         self.max_abandoned = max_abandoned
         self._name = name
-        self._queue: queue.SimpleQueue[
-            tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None
-        ] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = threading.Semaphore(0)
+        # One token per idle worker. A deque's append and pop are atomic: no lock and no
+        # condition on the loop thread, which a Semaphore would take per call.
+        self._idle: deque[None] = deque()
         self._lock = threading.Lock()
         self._shutdown = False
         self._serial = 0
@@ -47,30 +82,36 @@ class DaemonThreadPool(Executor):
         """As many abandoned threads as allowed still run: start nothing more until some end."""
         return self.abandoned >= self.max_abandoned
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+    def run(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        done: Callable[[Any, BaseException | None], None],
+    ) -> Job:
+        """Call `fn(*args)` on a worker; `done(result, exception)` follows on that thread."""
         if self._shutdown:
             raise RuntimeError("cannot submit after shutdown")
-        future: Future[Any] = Future()
-        call = (lambda: fn(*args, **kwargs)) if kwargs else fn
-        self._queue.put((future, call, () if kwargs else args))
-        if not self._idle.acquire(blocking=False):
+        job = Job(fn, args, done)
+        self._queue.put(job)
+        try:
+            self._idle.pop()
+        except IndexError:
             self._grow()
-        return future
+        return job
 
-    def abandon(self, future: Future[Any]) -> None:
-        """The caller stopped waiting for `future` (a timeout). Not started yet: it never will
+    def abandon(self, job: Job) -> None:
+        """The caller stopped waiting for `job` (a timeout). Not started yet: it never will
         be. Running: while it runs on, its thread does not count against `max_workers`, up to
         `max_abandoned` such threads (past that they count again, so the total stays bounded)."""
-        if future.cancel():
-            return
-        with self._lock:
-            self.abandoned += 1
-
-        def done(_: Future[Any]) -> None:
-            with self._lock:
-                self.abandoned -= 1
-
-        future.add_done_callback(done)
+        with job._lock:
+            if job._state == _PENDING:
+                job._state = _CANCELLED
+                return
+            if job._state != _RUNNING:
+                return  # it ended meanwhile
+            job._abandoned = True
+            with self._lock:  # inside the job's lock: the worker cannot count it back first
+                self.abandoned += 1
         if not self._queue.empty():
             self._grow()  # work queued behind the stuck thread gets a thread of its own
 
@@ -89,17 +130,33 @@ class DaemonThreadPool(Executor):
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
+            job = self._queue.get()
+            if job is None:
                 return
-            future, fn, args = item
-            if future.set_running_or_notify_cancel():
+            with job._lock:
+                start = job._state == _PENDING
+                if start:
+                    job._state = _RUNNING
+            if start:
+                result: Any = None
+                error: BaseException | None = None
                 try:
-                    future.set_result(fn(*args))
+                    result = job.fn(*job.args)
                 except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
-                    future.set_exception(exc)
-            del item, future, fn, args
-            self._idle.release()
+                    error = exc
+                with job._lock:
+                    job._state = _FINISHED
+                    abandoned = job._abandoned
+                if abandoned:
+                    with self._lock:
+                        self.abandoned -= 1
+                try:
+                    job.done(result, error)
+                except BaseException:  # noqa: BLE001 - the worker must live on
+                    logger.exception("lakefn: a worker's completion callback failed")
+                del result, error
+            del job
+            self._idle.append(None)
 
     def release_idle(self, wait: float = 1.0) -> None:
         """End the workers idle now (a stopped server keeps no thread); more start on demand.
@@ -107,7 +164,11 @@ class DaemonThreadPool(Executor):
         with self._lock:
             threads = list(self._threads)
         ending = 0
-        while self._idle.acquire(blocking=False):
+        while True:
+            try:
+                self._idle.pop()
+            except IndexError:
+                break
             self._queue.put(None)
             ending += 1
         deadline = time.monotonic() + wait
@@ -179,15 +240,19 @@ class ConcurrencyGate:
     def release(self) -> None:
         if self.limit is None:
             return
-        with self._lock:
-            while self._waiters:
+        while True:
+            with self._lock:
+                if not self._waiters:
+                    self.running -= 1
+                    return
                 loop, waiter = self._waiters.popleft()
-                try:
-                    loop.call_soon_threadsafe(self._hand_over, waiter)
-                    return  # the slot passes to the waiter: `running` stays as it is
-                except RuntimeError:
-                    continue  # its loop is closed: nobody is waiting there any more
-            self.running -= 1
+            # Outside the lock (waking a loop is a system call): the slot is in transit to
+            # the waiter, `running` stays as it is, and newcomers queue meanwhile.
+            try:
+                loop.call_soon_threadsafe(self._hand_over, waiter)
+                return
+            except RuntimeError:
+                continue  # its loop is closed: nobody is waiting there any more
 
     def _hand_over(self, waiter: asyncio.Future[None]) -> None:
         if waiter.done():  # the waiter gave up between release and now

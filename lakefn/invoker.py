@@ -8,8 +8,8 @@ and it runs the function — sync ones on worker threads, async ones on the loop
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
-import contextlib
 import itertools
 import logging
 import os
@@ -58,6 +58,7 @@ class Invoker:
         self.pool = DaemonThreadPool(max_workers)
         self._sleep = sleep
         self._gates: dict[tuple[str, bool], ConcurrencyGate] = {}
+        self._inbox = _Inbox(None)
 
     async def invoke(
         self,
@@ -210,42 +211,52 @@ class Invoker:
                 f"{self.pool.abandoned} timed-out calls still hold threads",
                 retry_after=5,
             )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        inbox = self._inbox
+        if inbox.loop is not loop:  # one loop at a time, as a rule: the server's
+            inbox = self._inbox = _Inbox(loop)
+
+        def finished(result: Any, error: BaseException | None) -> None:
+            # On the worker thread: the slot is released even if this loop is gone by then.
+            gate.release()
+            inbox.post(future, result, error)
+
+        # A pool job and one hop to the loop, no concurrent.futures.Future in between: the
+        # sync HTTP path is measured per microsecond.
         try:
-            work = self.pool.submit(_contained_sync, function.main, event)
+            job = self.pool.run(function.main, (event,), finished)
         except BaseException:
             gate.release()
             raise
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-
-        def finished(work: concurrent.futures.Future[Any]) -> None:
-            # On the worker thread: the slot is released even if this loop is gone by then.
-            gate.release()
-            with contextlib.suppress(RuntimeError):  # closed: nobody is waiting any more
-                loop.call_soon_threadsafe(_settle, future, work)
-
-        # One callback and one hop to the loop: what asyncio.wrap_future does, with less
-        # machinery per call (the sync HTTP path is measured per microsecond).
-        work.add_done_callback(finished)
-        if not timeout:
-            try:
-                return await future
-            except asyncio.CancelledError:
-                work.cancel()  # not started yet: it never will be
-                raise
-        done, _ = await asyncio.wait({future}, timeout=timeout)
-        if not done:
-            # A thread cannot be stopped: it is abandoned, finishes on its own, and no longer
-            # counts against the pool, so timed-out calls cannot starve the next ones.
-            self.pool.abandon(work)
-            logger.warning(
-                "%s: timed out; its thread keeps running until the function returns "
-                "(%d abandoned threads)",
-                function.name,
-                self.pool.abandoned,
-            )
+        # A timer that settles the future itself, rather than asyncio.wait: no task, set or
+        # callbacks per call.
+        timer = loop.call_later(timeout, _expire, future) if timeout else None
+        try:
+            result = await future
+        except asyncio.CancelledError:
+            if job.cancel():
+                gate.release()  # not started yet: it never will be
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if result is not _EXPIRED:
+            return result
+        assert timeout  # only its timer settles a future with _EXPIRED
+        if job.cancel():
+            gate.release()  # not started yet: it never will be
             raise InvocationTimeout(function.name, timeout)
-        return future.result()
+        # A thread cannot be stopped: it is abandoned, finishes on its own, and no longer
+        # counts against the pool, so timed-out calls cannot starve the next ones.
+        self.pool.abandon(job)
+        logger.warning(
+            "%s: timed out; its thread keeps running until the function returns "
+            "(%d abandoned threads)",
+            function.name,
+            self.pool.abandoned,
+        )
+        raise InvocationTimeout(function.name, timeout)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)  # waits for idle workers only, never for a function
@@ -273,23 +284,65 @@ async def _contained(call: Coroutine[Any, Any, Any]) -> Any:
         return _Escaped(exc)
 
 
-def _contained_sync(main: Callable[[Any], Any], event: Event) -> Any:
-    try:
-        return main(event)
-    except _SPECIAL as exc:
-        return _Escaped(exc)
+class _Inbox:
+    """Outcomes of sync calls on their way to one loop. Under load many calls end between two
+    turns of the loop: one wake-up (a system call on the worker, a callback on the loop)
+    carries them all, rather than one each.
+
+    Lock-free under the GIL: `post` appends, then schedules a drain unless one is pending;
+    `_drain` clears the flag, then empties the deque, so nothing posted is left behind.
+    """
+
+    __slots__ = ("loop", "_items", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+        self._items: collections.deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = (
+            collections.deque()
+        )
+        self._scheduled = False
+
+    def post(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        """From a worker thread."""
+        self._items.append((future, result, error))
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                assert self.loop is not None
+                self.loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # closed: nobody is waiting any more
+                self._items.clear()
+                self._scheduled = False
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        items = self._items
+        while items:
+            future, result, error = items.popleft()
+            try:
+                _settle(future, result, error)
+            except Exception:  # noqa: BLE001 - the rest must still be settled
+                logger.exception("lakefn: could not hand a sync call's outcome over")
 
 
-def _settle(future: asyncio.Future[Any], work: concurrent.futures.Future[Any]) -> None:
+#: what a sync call's future holds when its timeout came first (no function returns it)
+_EXPIRED = object()
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(_EXPIRED)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
     """On the loop: hand a worker's outcome to the coroutine awaiting it."""
     if future.done():
         return
-    if work.cancelled():
-        future.cancel()
-        return
-    exc = work.exception()
     if exc is None:
-        future.set_result(work.result())
+        future.set_result(result)
+        return
+    if isinstance(exc, _SPECIAL):
+        future.set_result(_Escaped(exc))  # see `_SPECIAL`: carried as a value
         return
     if isinstance(exc, StopIteration):
         # A future cannot carry it (asyncio raises TypeError and the caller would wait
