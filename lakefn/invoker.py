@@ -138,7 +138,7 @@ class Invoker:
             invocation.status, invocation.exception, invocation.error = "error", exc, str(exc)
             event.log.warning("%s", exc)
         except asyncio.CancelledError as exc:
-            if _being_cancelled():
+            if _being_cancelled(exc, str(function.path)):
                 raise  # the server is stopping: not the function's doing
             _failed(invocation, event, exc)  # the function raised it itself
         except BaseException as exc:  # noqa: BLE001 - user code, even sys.exit(): recorded, logged, answered
@@ -282,6 +282,13 @@ async def _contained(call: Coroutine[Any, Any, Any]) -> Any:
         return await call
     except _SPECIAL as exc:
         return _Escaped(exc)
+    except asyncio.CancelledError as exc:
+        # Raised by the function itself, it would end a task of its own as "cancelled" and
+        # then pass for a cancel from outside: carried as a value too.
+        code = getattr(call, "cr_code", None)
+        if _being_cancelled(exc, code.co_filename if code is not None else None):
+            raise
+        return _Escaped(exc)
 
 
 class _Inbox:
@@ -341,8 +348,10 @@ def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None)
     if exc is None:
         future.set_result(result)
         return
-    if isinstance(exc, _SPECIAL):
-        future.set_result(_Escaped(exc))  # see `_SPECIAL`: carried as a value
+    if isinstance(exc, (*_SPECIAL, asyncio.CancelledError, concurrent.futures.CancelledError)):
+        # See `_SPECIAL`: carried as a value. A CancelledError from a worker thread is the
+        # function's own, never a cancel of the awaiting task: it must not pass for one.
+        future.set_result(_Escaped(exc))
         return
     if isinstance(exc, StopIteration):
         # A future cannot carry it (asyncio raises TypeError and the caller would wait
@@ -366,12 +375,20 @@ _FROM_CONCURRENT: dict[type[BaseException], type[BaseException]] = {
 }
 
 
-def _being_cancelled() -> bool:
+def _being_cancelled(exc: BaseException, source: str | None) -> bool:
     """Is the running task being cancelled from outside (the server stopping, a client gone)?
     If not, a CancelledError came from the function itself."""
     task = asyncio.current_task()
     cancelling = getattr(task, "cancelling", None)  # Python 3.11+
-    return cancelling is None or cancelling() > 0
+    if cancelling is not None:
+        return bool(cancelling() > 0)
+    # Python 3.10 counts no cancel requests. A cancel from outside is thrown into the
+    # coroutine where it waits, in asyncio or a library; one the function raises itself
+    # starts in the function's own module.
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is None or frame.tb_frame.f_code.co_filename != source
 
 
 def _failed(invocation: Invocation, event: Event, exc: BaseException) -> None:
