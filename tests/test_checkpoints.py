@@ -159,6 +159,36 @@ def test_sqlite_checkpoints_survive_reopening(tmp_path: Path) -> None:
         second.close()
 
 
+def test_sqlite_state_file_opened_by_many_at_once_opens_for_all(tmp_path: Path) -> None:
+    # Two `lakefn run`s started together on a fresh state file: switching it to WAL needs the
+    # file's exclusive lock, and SQLite refuses at once ("database is locked") when another
+    # opener holds any lock. Every opener must get a working store and journal all the same.
+    from lakefn.checkpoints.sqlite_journal import SQLiteJournal
+
+    failures: list[str] = []
+    for round_ in range(40):
+        path = tmp_path / f"state{round_}.db"
+        start = threading.Barrier(4)
+
+        def open_and_use(kind: type, path: Path = path, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                opened = kind(path)
+                if isinstance(opened, SQLiteCheckpointStore):
+                    opened.load("k")
+                opened.close()
+            except LakefnError as exc:
+                failures.append(str(exc))
+
+        kinds = [SQLiteCheckpointStore, SQLiteJournal] * 2
+        threads = [threading.Thread(target=open_and_use, args=(kind,)) for kind in kinds]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+
+
 def test_sqlite_unusable_path_is_a_clear_error(tmp_path: Path) -> None:
     not_a_db = tmp_path / "state.db"
     not_a_db.write_bytes(b"this is not a database, it is a text file " * 100)

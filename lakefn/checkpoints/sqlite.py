@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .._exceptions import CheckpointConflict, LakefnError
 from ..abc import CheckpointStore
+from . import _sqlite
 
 logger = logging.getLogger("lakefn.checkpoints")
 
@@ -100,22 +101,13 @@ class SQLiteCheckpointStore(CheckpointStore):
             self._connection()
 
     def _open(self) -> sqlite3.Connection:
-        busy_timeout = self._busy_timeout
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: no implicit transactions, every one is an explicit BEGIN.
-            db = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
+            db = _sqlite.connect(self.path, busy_timeout=self._busy_timeout)
         except (OSError, sqlite3.Error) as exc:
             raise LakefnError(f"cannot open the checkpoint store {self.path}: {exc}") from exc
         try:
-            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = FULL")
-            db.executescript(_SCHEMA)
+            _sqlite.prepare(db, busy_timeout=self._busy_timeout, synchronous="FULL", schema=_SCHEMA)
         except sqlite3.Error as exc:
-            db.close()
             raise LakefnError(f"cannot use {self.path} as a checkpoint store: {exc}") from exc
         return db
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import LakefnError
+from . import _sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS invocations (
@@ -32,14 +33,10 @@ class SQLiteJournal:
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            self._db = _sqlite.connect(self.path, busy_timeout=busy_timeout)
+            _sqlite.prepare(
+                self._db, busy_timeout=busy_timeout, synchronous="NORMAL", schema=_SCHEMA
             )
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise LakefnError(f"cannot keep the journal in {self.path}: {exc}") from exc
 
