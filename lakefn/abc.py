@@ -8,6 +8,9 @@ without patching:
 - `CheckpointStore`: where the last processed version per (function, table) is kept
   (`lakefn.checkpoints.sqlite`, `.memory`).
 - `Clock`: what time it is, for timers; `lakefn.testing.FakeClock` is one tests can advance.
+- `TriggerKind`: one kind of trigger (`type:` in app.yaml): its config model, its runner, how
+  it runs by hand and describes itself (`lakefn.triggers.http`, `.timer`, `.unity_table`;
+  the mapping of names to kinds is `lakefn.triggers.KINDS`).
 
 Sources are synchronous (their clients are blocking); the watcher calls them from worker
 threads, so an implementation must be safe to call from several threads at once.
@@ -15,17 +18,26 @@ threads, so an implementation must be safe to call from several threads at once.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     import pyarrow
+    from fastapi import FastAPI
+    from pydantic import BaseModel
 
     from ._tablename import TableName
+    from ._yaml import Path_
+    from .config import AppConfig, FunctionConfig
     from .events import Commit
+    from .functions import FunctionRegistry
+    from .invoker import Invoker
+    from .journal import Invocation, Journal
 
 
 class TableSource(ABC):
@@ -121,3 +133,109 @@ class Clock(ABC):
 class SystemClock(Clock):
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class TriggerContext:
+    """What a trigger kind's runner may use, handed in by the runtime (never the runtime)."""
+
+    #: the project's functions of this kind, in app.yaml order
+    functions: tuple[FunctionConfig, ...]
+    #: every loaded function, by name (`config(name)` raises FunctionNotFound)
+    registry: FunctionRegistry
+    invoker: Invoker
+    journal: Journal
+    clock: Clock
+    #: the whole app.yaml, for settings outside `functions` (`http.max_body_bytes`, ...)
+    config: AppConfig
+    #: what the runtime builds for this kind only (a timer's `trigger_factory`, the watcher)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A problem (or warning) a kind finds in app.yaml: where (a path of keys) and what."""
+
+    where: Path_
+    message: str
+
+
+class TriggerKind(ABC):
+    """One kind of trigger: what `type: <name>` in app.yaml means.
+
+    The class describes the kind (its config model, one-line summary, checks across app.yaml);
+    an instance, made by each runtime with a `TriggerContext`, is the kind's runner: started
+    and stopped with the server, run by hand, asked for its status. Adding a kind is one module
+    with a subclass, and one line in `lakefn.triggers.KINDS` (or `lakefn.triggers.register`).
+    """
+
+    #: the `type:` that selects this kind in app.yaml
+    type: ClassVar[str]
+    #: the pydantic model of the `trigger:` block, whose `type` field is `Literal[<type>]`
+    config_model: ClassVar[builtins.type[BaseModel]]  # `type` is the attribute above
+    #: its functions name a Unity table (`table_name`)
+    uses_table: ClassVar[bool] = False
+    #: its functions may `run_on: job` (a Databricks Job runs them instead of the app)
+    runs_as_job: ClassVar[bool] = True
+    #: what a run by hand takes, for forms: "json" (a JSON value), "commit" (a simulated
+    #: commit: operation, rows, version, replay_from) or "none"
+    hand_input: ClassVar[str] = "json"
+
+    def __init__(self, context: TriggerContext) -> None:
+        self.context = context
+
+    # -- the kind ---------------------------------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def summary(cls, function: FunctionConfig) -> str:
+        """One line saying when `function` runs, for every listing: `GET /orders`."""
+
+    @classmethod
+    def check_functions(cls, functions: list[tuple[int, dict[str, Any]]]) -> list[Problem]:
+        """Problems across this kind's functions in app.yaml, as (index, raw function mapping):
+        checked on the raw data, so they are reported even when another field is wrong."""
+        return []
+
+    @classmethod
+    def warnings(cls, functions: list[tuple[int, FunctionConfig]]) -> list[Problem]:
+        """What is valid but likely not what was meant, for `lakefn validate` and the log."""
+        return []
+
+    # -- the runner -------------------------------------------------------------------------
+
+    def mount(self, app: FastAPI) -> None:  # noqa: B027 - most kinds serve no routes
+        """Add this kind's routes to the server's app (before its catch-all console page)."""
+
+    async def start(self) -> None:  # noqa: B027 - a kind may have nothing running
+        """Start watching for triggers (the server's start-up, or `LakefnHarness.start`)."""
+
+    async def stop(self) -> None:  # noqa: B027 - nor anything to stop
+        """Stop; a stopped runner may be started again."""
+
+    @abstractmethod
+    async def run_by_hand(self, name: str, payload: Any = None) -> Invocation:
+        """Run function `name` once as its trigger would, `payload` being what the admin route,
+        `lakefn invoke`, the notebook and the harness were given (JSON-shaped, or None).
+        Bad input raises LakefnError; the function's own failure is in the Invocation."""
+
+    def function_status(self, name: str) -> dict[str, Any]:
+        """Extra fields for this function in /lakefn/functions (a timer's `next_run_time`)."""
+        return {}
+
+    def status(self) -> list[dict[str, Any]]:
+        """Progress rows (/lakefn/tables for table triggers); most kinds have none."""
+        return []
+
+    def problems(self) -> list[str]:
+        """What keeps this kind's triggers from running (for /healthz); empty when all is well."""
+        return []
+
+    def config_of(self, name: str) -> FunctionConfig:
+        """The config of this kind's function `name` (the registry says FunctionNotFound)."""
+        config = self.context.registry.config(name)
+        if config.kind != self.type:
+            from ._exceptions import WrongTrigger
+
+            raise WrongTrigger(name, config.kind, self.type)
+        return config

@@ -217,12 +217,9 @@ def _functions(args: argparse.Namespace) -> int:
 
 
 def _trigger_summary(fn: Any) -> str:
-    t = fn.trigger
-    if t.type == "http":
-        return f"{t.method} {t.endpoint}"
-    if t.type == "timer":
-        return f"{t.schedule} ({t.timezone})"
-    return f"{fn.table} every {t.check_interval:g} s"
+    from .triggers import kind
+
+    return kind(fn.kind).summary(fn)
 
 
 def _invoke(args: argparse.Namespace) -> int:
@@ -276,7 +273,7 @@ def _report(invocation: Any) -> int:
         )
         print(f"  {invocation.error}", file=sys.stderr)
         return 1
-    from .triggers.http import plain_result
+    from .triggers.http_routes import plain_result
 
     result = plain_result(invocation.result)
     if isinstance(result, str):

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -21,22 +21,33 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
-from . import _operations
 from ._exceptions import ConfigError, ConfigIssue, TableNameError
+from ._model import MAX_VERSION, check_table_name
+from ._model import ConfigModel as _Model
 from ._tablename import TableName
 from ._yaml import MAX_FILE_BYTES, Path_, YamlLimitError, line_of, load_with_lines
 
-#: routes the server serves itself (FastAPI's docs and lakefn's own)
-RESERVED_ENDPOINTS = (
-    "/lakefn",
-    "/healthz",
-    "/docs",
-    "/docs/oauth2-redirect",
-    "/redoc",
-    "/openapi.json",
-)
-HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# The trigger models live with their kinds; importable from here as before.
+from .triggers import KINDS
+from .triggers.http import HTTP_METHODS, LAKEFN_ROUTES, RESERVED_ENDPOINTS, HttpTrigger
+from .triggers.timer import TimerTrigger
+from .triggers.unity_table import TableTrigger
+
+if TYPE_CHECKING:
+    from .abc import TriggerKind
+
+__all__ = [
+    "HTTP_METHODS",
+    "LAKEFN_ROUTES",
+    "MAX_VERSION",
+    "RESERVED_ENDPOINTS",
+    "HttpTrigger",
+    "TableTrigger",
+    "TimerTrigger",
+]
+
 TABLE_SOURCES = ("auto", "local", "warehouse", "spark", "recorded")
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 _FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -47,28 +58,8 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_BACKOFF_SECONDS = 3600.0
 #: retry waits double per attempt up to this many seconds (or backoff_seconds, if longer)
 MAX_RETRY_WAIT = 300.0
-#: largest table version `start` may name (Delta versions are 64-bit)
-MAX_VERSION = 2**63 - 1
 #: problems listed for one file; past that, a count (a file of garbage is not 30,000 lines)
 MAX_ISSUES = 50
-#: routes lakefn serves itself, by method: a catch-all function route may shadow them
-LAKEFN_ROUTES = (
-    ("GET", "/"),
-    ("GET", "/healthz"),
-    ("GET", "/lakefn/functions"),
-    ("GET", "/lakefn/invocations"),
-    ("GET", "/lakefn/tables"),
-    ("POST", "/lakefn/functions/name/invoke"),
-    ("GET", "/docs"),
-    ("GET", "/docs/oauth2-redirect"),
-    ("GET", "/redoc"),
-    ("GET", "/openapi.json"),
-)
-
-
-class _Model(BaseModel):
-    # allow_inf_nan: `.inf` and `.nan` are YAML floats, and no setting of lakefn means either.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EnvVar(_Model):
@@ -127,125 +118,16 @@ class RetryPolicy(_Model):
         return float(min(self.backoff_seconds * 2.0**exponent, cap))
 
 
-class HttpTrigger(_Model):
-    type: Literal["http"]
-    method: str = "POST"
-    endpoint: str
-
-    @field_validator("method")
-    @classmethod
-    def _method(cls, value: str) -> str:
-        method = value.upper()
-        if method not in HTTP_METHODS:
-            raise ValueError(f"unknown HTTP method {value!r}; use one of {', '.join(HTTP_METHODS)}")
-        return method
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"endpoint {value!r} must start with '/', for example '/{value}'")
-        if value.startswith("/lakefn/") or value.rstrip("/") in RESERVED_ENDPOINTS:
-            raise ValueError(
-                f"endpoint {value!r} is served by lakefn itself (its own routes, the API docs)"
-            )
-        if value.count("{") != value.count("}") or re.search(r"\{[^}/]*(\{|/|$)", value):
-            raise ValueError(
-                f"endpoint {value!r} has an unclosed path parameter, e.g. /items/{{id}}"
-            )
-        if re.search(r"\{(?![A-Za-z_][A-Za-z0-9_]*(:path)?\})", value):
-            raise ValueError(
-                f"endpoint {value!r}: path parameters are names, e.g. /items/{{item_id}}"
-            )
-        _reachable(value)
-        return value
+def _trigger_union(kinds: Mapping[str, type[TriggerKind]]) -> Any:
+    """`trigger:` in app.yaml: one of the kinds' models, picked by its `type`."""
+    models = tuple(kind.config_model for kind in kinds.values())
+    return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007 - built at runtime
 
 
-def _reachable(endpoint: str) -> None:
-    # A request can never arrive at these paths: clients cut `?` and `#` off as query and
-    # fragment, and collapse `.`/`..` segments; `//` is a URL's authority marker to many.
-    bad = next((c for c in endpoint if ord(c) < 33 or ord(c) == 127), None)
-    if bad is not None:
-        raise ValueError(f"endpoint {endpoint!r} contains a space or control character")
-    for part, why in (("?", "starts the query string"), ("#", "starts a fragment")):
-        if part in endpoint:
-            raise ValueError(f"endpoint {endpoint!r}: {part!r} {why}, so no request reaches it")
-    if "//" in endpoint:
-        raise ValueError(f"endpoint {endpoint!r} has an empty segment ('//')")
-    if any(segment in (".", "..") for segment in endpoint.split("/")):
-        raise ValueError(
-            f"endpoint {endpoint!r} has a '.' or '..' segment, which clients resolve away"
-        )
-
-
-class TimerTrigger(_Model):
-    type: Literal["timer"]
-    schedule: str
-    timezone: str = "UTC"
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        from ._cron import CronError, CronSchedule
-
-        try:
-            CronSchedule.parse(value)
-        except CronError as exc:
-            raise ValueError(str(exc)) from None
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown timezone {value!r}; use an IANA name such as 'Europe/Paris'"
-            ) from None
-        return value
-
-
-class TableTrigger(_Model):
-    type: Literal["unity_table"]
-    check_interval: float = Field(default=30.0, gt=0, le=86400)
-    table_name: str | None = None
-    operations: tuple[str, ...] | None = None
-    start: Literal["latest", "earliest"] | int = "latest"
-
-    @field_validator("operations")
-    @classmethod
-    def _known(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if value is not None and not value:
-            raise ValueError("operations must list at least one operation, or be left out")
-        return None if value is None else tuple(_operations.check(op) for op in value)
-
-    @field_validator("table_name")
-    @classmethod
-    def _table_name(cls, value: str | None) -> str | None:
-        return _check_table_name(value)
-
-    @field_validator("start", mode="before")
-    @classmethod
-    def _start(cls, value: Any) -> Any:
-        if isinstance(value, bool) or (
-            not isinstance(value, int) and value not in ("latest", "earliest")
-        ):
-            raise ValueError(f"start must be latest, earliest or a version number, not {value!r}")
-        if isinstance(value, int) and not 0 <= value <= MAX_VERSION:
-            raise ValueError(f"start version must be between 0 and {MAX_VERSION}")
-        return value
-
-
-def _check_table_name(value: str | None) -> str | None:
-    if value is not None:
-        TableName.parse(value).check_unity()  # raises TableNameError, a ValueError
-    return value
-
-
-Trigger = Annotated[HttpTrigger | TimerTrigger | TableTrigger, Field(discriminator="type")]
+if TYPE_CHECKING:  # to type checkers, the built-in kinds (a registered one is another model)
+    Trigger = HttpTrigger | TimerTrigger | TableTrigger
+else:
+    Trigger = _trigger_union(KINDS)
 
 
 class JobSettings(_Model):
@@ -300,29 +182,31 @@ class FunctionConfig(_Model):
     @field_validator("table_name")
     @classmethod
     def _table_name(cls, value: str | None) -> str | None:
-        return _check_table_name(value)
+        return check_table_name(value)
 
     @model_validator(mode="after")
     def _table(self) -> FunctionConfig:
         trigger_table = getattr(self.trigger, "table_name", None)
-        if not isinstance(self.trigger, TableTrigger):
+        if not KINDS[self.kind].uses_table:
             if self.table_name is not None:
-                raise ValueError("table_name is only for unity_table triggers")
+                raise ValueError(f"table_name is only for {_kinds_where('uses_table')} triggers")
             return self
         if self.table_name and trigger_table and self.table_name != trigger_table:
             raise ValueError("table_name is given twice with different values")
         name = self.table_name or trigger_table
         if not name:
-            raise ValueError("a unity_table trigger needs table_name")
+            raise ValueError(f"a {self.kind} trigger needs table_name")
         return self
 
     @field_validator("run_on")
     @classmethod
     def _run_on(cls, value: str, info: ValidationInfo) -> str:
-        if value == "job" and isinstance(info.data.get("trigger"), HttpTrigger):
+        kind = getattr(info.data.get("trigger"), "type", None)
+        if value == "job" and kind in KINDS and not KINDS[kind].runs_as_job:
+            article = "an" if kind[:1] in "aeiouh" else "a"
             raise ValueError(
-                "an http function cannot run_on: job (a job has no endpoint to call); "
-                "run_on: job is for timer and unity_table functions"
+                f"{article} {kind} function cannot run_on: job; "
+                f"run_on: job is for {_kinds_where('runs_as_job')} functions"
             )
         return value
 
@@ -332,10 +216,11 @@ class FunctionConfig(_Model):
         if value is not None and info.data.get("run_on", "app") != "job":
             raise ValueError("`job:` settings apply only to a function with run_on: job")
         waits = value and (value.min_time_between_triggers or value.wait_after_last_change)
-        if waits and not isinstance(info.data.get("trigger"), TableTrigger):
+        kind = getattr(info.data.get("trigger"), "type", None)
+        if waits and not (kind in KINDS and KINDS[kind].uses_table):
             raise ValueError(
-                "min_time_between_triggers and wait_after_last_change are for unity_table "
-                "functions (a timer's job runs on its schedule)"
+                "min_time_between_triggers and wait_after_last_change are for "
+                f"{_kinds_where('uses_table')} functions (a timer's job runs on its schedule)"
             )
         return value
 
@@ -347,6 +232,12 @@ class FunctionConfig(_Model):
     @property
     def kind(self) -> str:
         return self.trigger.type
+
+
+def _kinds_where(flag: str) -> str:
+    """The kinds with `flag` set, for messages: "timer and unity_table"."""
+    names = [name for name, kind in KINDS.items() if getattr(kind, flag)]
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else "no"
 
 
 class TablesConfig(_Model):
@@ -511,7 +402,7 @@ def _yaml_path(loc: tuple[Any, ...], data: Any) -> Path_:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part not in node and part in ("http", "timer", "unity_table"):
+        if isinstance(node, dict) and part not in node and part in KINDS:
             continue
         path.append(part)
         node = (
@@ -549,12 +440,9 @@ def _message(error: Any) -> str:
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "union_tag_invalid":
-        return (
-            f"unknown trigger type {ctx.get('tag')!r}; "
-            "expected one of 'http', 'timer', 'unity_table'"
-        )
+        return f"unknown trigger type {ctx.get('tag')!r}; expected one of {_kind_names()}"
     if kind == "union_tag_not_found":
-        return "trigger needs a `type`: one of 'http', 'timer', 'unity_table'"
+        return f"trigger needs a `type`: one of {_kind_names()}"
     if kind == "finite_number":
         return "must be a finite number (not .inf or .nan)"
     if kind in ("value_error", "assertion_error"):
@@ -563,6 +451,10 @@ def _message(error: Any) -> str:
             return str(original)
         return str(original) if original is not None else error["msg"]
     return str(error["msg"])
+
+
+def _kind_names() -> str:
+    return ", ".join(repr(name) for name in KINDS)
 
 
 def _dotted(path: Path_) -> str:
@@ -590,7 +482,7 @@ def _cross_checks(data: dict[str, Any], file: str, lines: dict[Path_, int]) -> l
         return []
     issues: list[ConfigIssue] = []
     names: dict[str, int] = {}
-    routes: dict[tuple[str, str], str] = {}
+    by_kind: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for index, fn in enumerate(functions):
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             continue
@@ -603,57 +495,32 @@ def _cross_checks(data: dict[str, Any], file: str, lines: dict[Path_, int]) -> l
         else:
             names[name] = index
         trigger = fn.get("trigger")
-        if not isinstance(trigger, dict) or trigger.get("type") != "http":
-            continue
-        endpoint, method = trigger.get("endpoint"), str(trigger.get("method", "POST")).upper()
-        if not isinstance(endpoint, str):
-            continue
-        key = (method, _route_shape(endpoint))
-        at: Path_ = ("functions", index, "trigger", "endpoint")
-        if key in routes:
-            message = f"{method} {endpoint} is already served by function {routes[key]!r}"
-            issues.append(ConfigIssue(file, line_of(lines, at), _dotted(at), message))
-        else:
-            routes[key] = name
+        if isinstance(trigger, dict) and trigger.get("type") in KINDS:
+            by_kind.setdefault(trigger["type"], []).append((index, fn))
+    for kind, of_kind in by_kind.items():
+        for problem in KINDS[kind].check_functions(of_kind):
+            at = problem.where
+            issues.append(ConfigIssue(file, line_of(lines, at), _dotted(at), problem.message))
     return issues
 
 
-def _route_shape(endpoint: str) -> str:
-    # /items/{id} and /items/{item} are the same route to Starlette.
-    return re.sub(r"\{[^}/]*\}", "{}", endpoint.rstrip("/") or "/")
-
-
 def config_warnings(config: AppConfig, lines: dict[Path_, int], file: str) -> list[ConfigIssue]:
-    """What is valid but likely not what was meant: function routes that also match lakefn's
-    own routes (lakefn's own answer those paths, so the function never sees them)."""
-    warnings = []
+    """What is valid but likely not what was meant (each kind says: an http function whose
+    route also matches lakefn's own, say)."""
+    by_kind: dict[str, list[tuple[int, FunctionConfig]]] = {}
     for index, fn in enumerate(config.functions):
-        trigger = fn.trigger
-        if not isinstance(trigger, HttpTrigger):
-            continue
-        pattern = _route_regex(trigger.endpoint)
-        shadowed = [
-            path
-            for method, path in LAKEFN_ROUTES
-            if method == trigger.method and pattern.fullmatch(path)
-        ]
-        if shadowed:
-            at: Path_ = ("functions", index, "trigger", "endpoint")
-            paths = ", ".join(p.replace("/name/", "/{name}/") for p in shadowed)
-            message = (
-                f"{trigger.method} {trigger.endpoint} also matches lakefn's own {paths}; "
-                "lakefn answers those itself, so this function is not called for them"
-            )
-            warnings.append(ConfigIssue(file, line_of(lines, at), _dotted(at), message))
+        by_kind.setdefault(fn.kind, []).append((index, fn))
+    warnings = []
+    for kind, of_kind in by_kind.items():
+        for problem in KINDS[kind].warnings(of_kind):
+            at = problem.where
+            warnings.append(ConfigIssue(file, line_of(lines, at), _dotted(at), problem.message))
     return warnings
 
 
-def _route_regex(endpoint: str) -> re.Pattern[str]:
-    # As Starlette compiles paths: {x} is one segment, {x:path} any rest, trailing / optional.
-    out, last = "", 0
-    for match in re.finditer(r"\{[A-Za-z_][A-Za-z0-9_]*(:path)?\}", endpoint):
-        out += re.escape(endpoint[last : match.start()])
-        out += ".*" if match.group(1) else "[^/]+"
-        last = match.end()
-    out += re.escape(endpoint[last:])
-    return re.compile(out.rstrip("/") + "/?" if out != "/" else "/")
+def use_kinds(kinds: Mapping[str, type[TriggerKind]]) -> None:
+    """Make app.yaml's `trigger:` accept exactly `kinds` (after `lakefn.triggers.register`)."""
+    union = _trigger_union(kinds)
+    FunctionConfig.model_fields["trigger"] = FieldInfo.from_annotation(union)
+    FunctionConfig.model_rebuild(force=True)
+    AppConfig.model_rebuild(force=True)

@@ -8,8 +8,6 @@ they are chosen from app.yaml when first needed, so importing and loading stay l
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -19,19 +17,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._exceptions import LakefnError
 from ._loopthread import LoopThread
 from ._loopwatch import LoopWatchdog
-from .abc import CheckpointStore, Clock, SystemClock, TableSource
-from .config import HttpTrigger, TableTrigger, TimerTrigger
-from .events import HttpEvent
+from .abc import CheckpointStore, Clock, SystemClock, TableSource, TriggerContext, TriggerKind
 from .functions import FunctionRegistry
 from .invoker import Invoker
 from .journal import Invocation, Journal
 from .project import Project, load_functions, load_project
-from .triggers.timer import TimerRunner
+from .triggers import KINDS
 
 if TYPE_CHECKING:
     import os
 
+    from fastapi import FastAPI
+
     from .triggers.table import TableWatcher
+    from .triggers.timer import TimerRunner, TimerTrigger
 
 logger = logging.getLogger("lakefn")
 T = TypeVar("T")
@@ -74,8 +73,11 @@ class Runtime:
         #: why the checkpoint store could not be opened, while that lasts
         self._store_problem: str | None = None
         self._lock = threading.Lock()
-        self.timers = TimerRunner(self, trigger_factory=timer_trigger_factory)
         self._watcher: TableWatcher | None = None
+        #: one runner per trigger kind, by its `type:`
+        self.kinds: dict[str, TriggerKind] = {
+            name: kind(self._context(name, timer_trigger_factory)) for name, kind in KINDS.items()
+        }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._portal: LoopThread | None = None
         self._watchdog: LoopWatchdog | None = None
@@ -85,6 +87,28 @@ class Runtime:
     def from_path(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Runtime:
         """Load app.yaml (default: the working directory's) and every function module."""
         return cls(load_project(path), **kwargs)
+
+    def _context(
+        self, kind: str, timer_trigger_factory: Callable[[TimerTrigger], Any] | None
+    ) -> TriggerContext:
+        # What only one kind uses, built here: the table watcher is made in `watcher` alone.
+        options: dict[str, dict[str, Any]] = {
+            "timer": {"trigger_factory": timer_trigger_factory},
+            "unity_table": {
+                "watcher": lambda: self.watcher,
+                "checkpoints": lambda: self.checkpoints,
+                "store_problem": lambda: self._store_problem,
+            },
+        }
+        return TriggerContext(
+            functions=tuple(f for f in self.config.functions if f.kind == kind),
+            registry=self.registry,
+            invoker=self.invoker,
+            journal=self.journal,
+            clock=self.clock,
+            config=self.config,
+            options=options.get(kind, {}),
+        )
 
     # -- parts chosen on first use -------------------------------------------------------
 
@@ -119,17 +143,30 @@ class Runtime:
             self._watcher = TableWatcher(self, clock=self._wall_clock, sleep=self._sleep)
         return self._watcher
 
+    @property
+    def timers(self) -> TimerRunner:
+        return self.kinds["timer"].runner  # type: ignore[attr-defined,no-any-return]
+
+    def kind_of(self, name: str) -> TriggerKind:
+        """The runner of function `name`'s trigger kind (FunctionNotFound if there is none)."""
+        return self.kinds[self.registry.config(name).kind]
+
     def health(self) -> list[str]:
         """What keeps triggers from running (for /healthz); empty when all is well."""
-        if not self.functions_of(TableTrigger):
-            return []
-        if self._store_problem is not None:
-            # The watcher's failures are this one, seen from each table: said once here.
-            return [f"table triggers cannot open their checkpoint store: {self._store_problem}"]
-        return self._watcher.problems() if self._watcher is not None else []
+        return [problem for kind in self.kinds.values() for problem in kind.problems()]
 
-    def functions_of(self, kind: type) -> list[str]:
-        return [f.name for f in self.config.functions if isinstance(f.trigger, kind)]
+    def table_status(self) -> list[dict[str, Any]]:
+        """Each watched (function, table) with its progress: empty without table triggers."""
+        return [row for kind in self.kinds.values() if kind.uses_table for row in kind.status()]
+
+    def functions_of(self, kind: str) -> list[str]:
+        """The names of the functions whose trigger is of `kind` ("timer", ...)."""
+        return [f.name for f in self.config.functions if f.kind == kind]
+
+    def mount(self, app: FastAPI) -> None:
+        """Add each kind's routes (the http functions') to the server's app."""
+        for kind in self.kinds.values():
+            kind.mount(app)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -140,12 +177,8 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         self._watchdog = LoopWatchdog(self._loop)
         self._watchdog.start()
-        await self.timers.start()
-        if self.functions_of(TableTrigger):
-            # Opened now, so /healthz tells of an unusable state file from the first request.
-            with contextlib.suppress(LakefnError):
-                await asyncio.to_thread(lambda: self.checkpoints)
-            await self.watcher.start()
+        for kind in self.kinds.values():
+            await kind.start()
         self.started = True
         logger.info(
             "lakefn started: %d functions from %s", len(self.registry.names), self.project.path
@@ -158,9 +191,8 @@ class Runtime:
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
-        await self.timers.stop()
-        if self._watcher is not None:
-            await self._watcher.stop()
+        for kind in self.kinds.values():
+            await kind.stop()
         # A stopping server (a redeploy) writes the journal's last entries before it goes.
         if self.journal.unwritten:
             await asyncio.get_running_loop().run_in_executor(None, self.journal.flush, 2.0)
@@ -183,25 +215,7 @@ class Runtime:
     async def invoke(self, name: str, payload: Any = None) -> Invocation:
         """Run one function once, as its trigger would, with `payload` as its input:
         the JSON body for HTTP functions; for table functions, a simulated commit."""
-        config = self.registry.config(name)
-        trigger = config.trigger
-        if isinstance(trigger, TimerTrigger):
-            return await self.timers.fire(name)
-        if isinstance(trigger, TableTrigger):
-            return await self.watcher.simulate(name, **_simulation_args(payload))
-        assert isinstance(trigger, HttpTrigger)
-        body = b"" if payload is None else json.dumps(payload).encode()
-
-        def make_event() -> HttpEvent:
-            return HttpEvent(
-                function_name=name,
-                method=trigger.method,
-                path=trigger.endpoint,
-                headers={"content-type": "application/json"} if body else {},
-                body=body,
-            )
-
-        return await self.invoker.invoke(name, make_event, detail={"manual": True})
+        return await self.kind_of(name).run_by_hand(name, payload)
 
     async def fire_timer(self, name: str, at: datetime | None = None) -> Invocation:
         return await self.timers.fire(name, at=at)
@@ -232,7 +246,7 @@ class Runtime:
         return self.run_sync(self.invoke(name, payload))
 
     def describe(self) -> list[dict[str, Any]]:
-        """What /lakefn/functions shows: each function with its trigger."""
+        """What /lakefn/functions shows: each function with its trigger and its summary."""
         out = []
         for fn in self.config.functions:
             trigger = fn.trigger.model_dump(exclude_none=True)
@@ -243,6 +257,7 @@ class Runtime:
                 {
                     "name": fn.name,
                     "trigger": trigger,
+                    "summary": KINDS[fn.kind].summary(fn),
                     "retry": fn.retry.model_dump(),
                     "timeout": fn.timeout,
                     "run_on": fn.run_on,
@@ -250,21 +265,6 @@ class Runtime:
                 }
             )
         return out
-
-
-SIMULATION_ARGS = ("operation", "rows", "version", "replay_from")
-
-
-def _simulation_args(payload: Any) -> dict[str, Any]:
-    """A manual invoke of a table function is a simulation; its payload names the commit."""
-    if payload is None:
-        return {}
-    if not isinstance(payload, dict) or set(payload) - set(SIMULATION_ARGS):
-        raise LakefnError(
-            "the input of a unity_table function is a simulated commit: an object with "
-            f"some of {', '.join(SIMULATION_ARGS)}; got {json.dumps(payload)[:200]}"
-        )
-    return payload
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

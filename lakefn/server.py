@@ -18,7 +18,7 @@ from ._limits import RequestGuard
 from .access import AccessPolicy, Role, requires
 from .console import data
 from .runtime import Runtime
-from .triggers import http
+from .triggers import http_routes as http
 from .triggers.http_dispatch import FunctionApp
 
 
@@ -51,7 +51,7 @@ def create_app(
     # (`/{anything:path}`) must not shadow /healthz or /lakefn/*.
     _mount_admin(app, runtime, policy, the_console)
     the_console.mount_routes(app)
-    http.mount(app, runtime)
+    runtime.mount(app)  # each trigger kind's routes: the http functions'
     the_console.mount_page(app)  # last: a project's own function at / keeps it
     return app
 

@@ -315,7 +315,7 @@ def test_manual_invoke_is_for_loopback_or_the_admin_token(server, monkeypatch) -
 def test_a_response_result_is_shown_as_what_a_client_gets() -> None:
     from starlette.responses import Response
 
-    from lakefn.triggers.http import plain_result
+    from lakefn.triggers.http_routes import plain_result
 
     shown = plain_result(Response("<b>x</b>", media_type="text/html", status_code=202))
     assert shown == {"status_code": 202, "media_type": "text/html", "body": "<b>x</b>"}

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .. import __version__
 from ..access import APP_NAME_ENV, Role
-from ..config import TableTrigger
 
 if TYPE_CHECKING:
     from ..journal import Invocation
@@ -27,15 +26,13 @@ STATUSES = ("ok", "error", "timeout", "skipped", "running")
 
 
 def functions(runtime: Runtime, role: Role) -> list[dict[str, Any]]:
-    """/lakefn/functions: each function with its trigger, next timer fire, last invocation and
-    its calls and failures over the last hour (as far back as the journal reaches)."""
+    """/lakefn/functions: each function with its trigger, what its kind adds (a timer's next
+    fire), last invocation and its calls and failures over the last hour (as far back as the
+    journal reaches)."""
     described = runtime.describe()
-    next_runs = runtime.timers.next_run_times()
     counts = _recent_counts(runtime)
     for item in described:
-        when = next_runs.get(item["name"])
-        if when is not None:
-            item["next_run_time"] = when.isoformat()
+        item.update(runtime.kind_of(item["name"]).function_status(item["name"]))
         item["last_hour"] = counts.get(item["name"], {"calls": 0, "failures": 0})
         if role < Role.ADMIN and item.get("last_invocation"):
             item["last_invocation"] = without_error_text(item["last_invocation"])
@@ -89,7 +86,7 @@ def invocations_of(
 def result_of(invocation: Invocation) -> Any:
     """What a function returned, as JSON shows it; repr() of what JSON cannot (an admin sees
     what came back, even what HTTP could not send)."""
-    from ..triggers import http
+    from ..triggers import http_routes as http
 
     result = http.plain_result(invocation.result)
     try:
@@ -100,13 +97,14 @@ def result_of(invocation: Invocation) -> Any:
 
 def tables(runtime: Runtime, role: Role) -> list[dict[str, Any]]:
     """/lakefn/tables: each watched (function, table) with its progress and a one-word state."""
-    if not runtime.functions_of(TableTrigger):
+    statuses = runtime.table_status()
+    if not statuses:
         return []
     from ..checkpoints.selection import with_state_warning
     from ..triggers.table import next_check_in
 
     out = []
-    for item in with_state_warning(runtime.project, runtime.watcher.status()):
+    for item in with_state_warning(runtime.project, statuses):
         config = runtime.registry.config(item["function"])
         failures = item["consecutive_failures"]
         item["run_on"] = config.run_on
@@ -159,11 +157,10 @@ def project(runtime: Runtime, started: float | None) -> dict[str, Any]:
             "redeploy: checkpoints and the journal go with it. Set `state: lakebase` (or a "
             "postgresql:// URL) in app.yaml to keep them."
         )
-    if runtime.functions_of(TableTrigger):
-        # The watcher chose it when it started; asking here before would open it.
-        statuses = runtime.watcher.status()
-        if statuses and statuses[0]["source"]:
-            info["table_source"] = statuses[0]["source"]
+    # The watcher chose it when it started; asking here before would open it.
+    statuses = runtime.table_status()
+    if statuses and statuses[0]["source"]:
+        info["table_source"] = statuses[0]["source"]
     return info
 
 

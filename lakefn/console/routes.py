@@ -32,7 +32,7 @@ from ..access import (
     console_cookie,
 )
 from ..config import HttpTrigger, TableTrigger, TimerTrigger
-from ..triggers import http
+from ..triggers import http_routes as http
 from . import data
 from .logs import InvocationLogs
 from .render import render

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import ipywidgets as widgets
 
-from ..config import HttpTrigger, TableTrigger, TimerTrigger
-from .views import describe_trigger, invocation_line
+from ..triggers import kind
+from .views import invocation_line, trigger_line
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -107,18 +107,15 @@ class Panel:
 
     def _row(self, runtime: Runtime, name: str) -> widgets.HBox:
         config = runtime.registry.config(name)
-        trigger = config.trigger
-        described = trigger.model_dump(exclude_none=True)
-        if config.table is not None:
-            described["table_name"] = str(config.table)
+        trigger_kind = kind(config.kind)
         label = widgets.HTML(
-            f"<code>{escape(name)}</code><br><small>{escape(describe_trigger(described))}</small>",
+            f"<code>{escape(name)}</code><br><small>{escape(trigger_line(config))}</small>",
             layout=widgets.Layout(width="260px", min_width="260px"),
         )
         outcome = widgets.HTML(layout=widgets.Layout(width="100%"))
         outcome.add_class("lakefn-outcome")
-        if isinstance(trigger, TableTrigger):
-            wanted = list(trigger.operations or [])
+        if trigger_kind.hand_input == "commit":
+            wanted = list(getattr(config.trigger, "operations", None) or [])
             operation = widgets.Dropdown(
                 options=wanted + [op for op in OPERATIONS if op not in wanted],
                 layout=widgets.Layout(width="220px"),
@@ -130,11 +127,11 @@ class Panel:
             button.on_click(lambda _: self._simulate(name, operation.value, button, outcome))
             control: widgets.Widget = operation
         else:
-            assert isinstance(trigger, (HttpTrigger, TimerTrigger))
+            takes_json = trigger_kind.hand_input == "json"
             payload = widgets.Textarea(
-                value="{}" if isinstance(trigger, HttpTrigger) else "",
-                placeholder="JSON body" if isinstance(trigger, HttpTrigger) else "(no payload)",
-                disabled=isinstance(trigger, TimerTrigger),
+                value="{}" if takes_json else "",
+                placeholder="JSON body" if takes_json else "(no payload)",
+                disabled=not takes_json,
                 rows=2,
                 layout=widgets.Layout(width="220px"),
             )
@@ -165,7 +162,7 @@ class Panel:
         self, name: str, operation: str, button: widgets.Button, outcome: widgets.HTML
     ) -> None:
         runtime = self.session.require()
-        self._start(runtime.simulate_table_change(name, operation=operation), button, outcome)
+        self._start(runtime.invoke(name, {"operation": operation}), button, outcome)
 
     def _start(self, coro: Any, button: widgets.Button, outcome: widgets.HTML) -> None:
         button.disabled = True
@@ -222,17 +219,14 @@ class Panel:
 
     def _refresh_tables(self) -> None:
         runtime = self.session.runtime
-        if runtime is None or not runtime.functions_of(TableTrigger):
-            self.tables.value = ""
-            return
         try:
-            states = runtime.watcher.status()
+            states = [] if runtime is None else runtime.table_status()
         except Exception as exc:  # noqa: BLE001 - a source that cannot be reached is shown
             self.tables.value = (
                 f"<b>Tables</b> <span style='color:#cf222e'>{escape(str(exc))}</span>"
             )
             return
-        self.tables.value = _tables_html(states)
+        self.tables.value = _tables_html(states) if states else ""
 
 
 def _outcome_html(invocation: Invocation) -> str:

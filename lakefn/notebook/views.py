@@ -16,6 +16,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..config import FunctionConfig
     from ..journal import Invocation
     from ..runtime import Runtime
     from .links import ServerLink
@@ -105,15 +106,12 @@ class LogCapture(logging.Handler):
             return [line for line in self.lines if line.invocation_id == invocation_id]
 
 
-def describe_trigger(trigger: dict[str, Any]) -> str:
-    kind = trigger.get("type", "?")
-    if kind == "http":
-        return f"http {trigger.get('method', 'POST')} {trigger.get('endpoint', '')}"
-    if kind == "timer":
-        return f"timer {trigger.get('schedule', '')}"
-    if kind == "unity_table":
-        return f"table {trigger.get('table_name', '')} every {trigger.get('check_interval', '')} s"
-    return str(kind)
+def trigger_line(function: FunctionConfig) -> str:
+    """A function's trigger as the notebook lists it: its kind and the kind's summary (the
+    one `lakefn functions` and /lakefn/functions show), "http POST /orders"."""
+    from ..triggers import kind
+
+    return f"{function.kind} {kind(function.kind).summary(function)}"
 
 
 def invocation_line(invocation: Invocation) -> str:
@@ -223,7 +221,7 @@ class FunctionsView:
     runtime: Runtime
 
     def rows(self) -> list[tuple[str, str]]:
-        return [(f["name"], describe_trigger(f["trigger"])) for f in self.runtime.describe()]
+        return [(fn.name, trigger_line(fn)) for fn in self.runtime.config.functions]
 
     def __repr__(self) -> str:
         head = f"lakefn: loaded {self.runtime.project.path}"

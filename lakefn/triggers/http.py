@@ -1,347 +1,193 @@
-"""HTTP triggers: one FastAPI route per function, as declared in app.yaml."""
+"""The http trigger kind: a function answers requests to its endpoint.
+
+The routes themselves (FastAPI, the fast path, turning results into responses) live in
+`http_routes` and `http_dispatch`, imported only when a server is built: this module is read
+by every app.yaml load, and loading a project must not import FastAPI.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import enum
 import json
-import logging
-import uuid
-from collections.abc import Callable, Coroutine
-from decimal import Decimal
-from pathlib import PurePath
-from typing import TYPE_CHECKING, Any
+import re
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from fastapi import FastAPI, Request
-from fastapi.routing import APIRoute
-from starlette.datastructures import Headers, QueryParams
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.types import Receive, Scope, Send
+from pydantic import field_validator
 
-from .._exceptions import HttpError, Overloaded
-from .._limits import MAX_HEADER_BYTES, MAX_HEADERS, answer, header_problem
-from ..config import HttpTrigger
+from .._model import ConfigModel
+from ..abc import Problem, TriggerKind
 from ..events import HttpEvent
-from ..journal import Invocation
 
 if TYPE_CHECKING:
-    from ..runtime import Runtime
+    from fastapi import FastAPI
 
+    from ..config import FunctionConfig
+    from ..journal import Invocation
 
-logger = logging.getLogger("lakefn.http")
-
-
-def _json_default(value: Any) -> Any:
-    """What a function may return besides JSON's own types. Deliberately not "any object's
-    attributes": an object's `__dict__` is its insides (`_password` included), not an answer."""
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, (uuid.UUID, PurePath)):
-        return str(value)
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (set, frozenset)):
-        return list(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    dump = getattr(type(value), "model_dump", None)  # pydantic v2, without importing pydantic
-    if dump is not None and hasattr(type(value), "model_fields"):
-        return value.model_dump(mode="json")
-    raise TypeError(
-        f"a {type(value).__module__}.{type(value).__qualname__} is not JSON: return dicts, "
-        "lists, str, numbers, bool, None, datetimes, UUIDs, Decimals, Enums, dataclasses or "
-        "pydantic models"
-    )
-
-
-# Built once: json.dumps with any non-default option builds a new encoder on every call.
-_JSON = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
+#: routes the server serves itself (FastAPI's docs and lakefn's own)
+RESERVED_ENDPOINTS = (
+    "/lakefn",
+    "/healthz",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+)
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+#: routes lakefn serves itself, by method: a catch-all function route may shadow them
+LAKEFN_ROUTES = (
+    ("GET", "/"),
+    ("GET", "/healthz"),
+    ("GET", "/lakefn/functions"),
+    ("GET", "/lakefn/invocations"),
+    ("GET", "/lakefn/tables"),
+    ("POST", "/lakefn/functions/name/invoke"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+    ("GET", "/openapi.json"),
 )
 
 
-class BodyTooLarge(Exception):
-    pass
+class HttpTrigger(ConfigModel):
+    type: Literal["http"]
+    method: str = "POST"
+    endpoint: str
 
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        method = value.upper()
+        if method not in HTTP_METHODS:
+            raise ValueError(f"unknown HTTP method {value!r}; use one of {', '.join(HTTP_METHODS)}")
+        return method
 
-class NoBody(Exception):
-    """The client went away before sending the body it announced: nobody to answer."""
-
-
-class FunctionRoute(APIRoute):
-    """A function's route: in OpenAPI like any FastAPI route, but a request goes straight to
-    the function's handler, past FastAPI's parameter solving, which a function that takes the
-    whole request as its event has no use for (and which costs a few percent of throughput).
-    A route without path parameters is usually not reached through it at all: `FunctionApp`
-    answers those by a dict lookup in front of the whole Starlette stack."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        return self.endpoint  # type: ignore[no-any-return]
-
-
-def mount(app: FastAPI, runtime: Runtime) -> None:
-    limit = runtime.config.http.max_body_bytes
-    for fn in runtime.config.functions:
-        if isinstance(fn.trigger, HttpTrigger):
-            endpoint = _endpoint(FunctionHandler(runtime, fn.name, limit))
-            app.router.add_api_route(
-                fn.trigger.endpoint,
-                endpoint,
-                methods=[fn.trigger.method],
-                name=fn.name,
-                summary=fn.name,
-                description=fn.description or f"lakefn function `{fn.name}`",
-                tags=["functions"],
-                response_model=None,
-                route_class_override=FunctionRoute,
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"endpoint {value!r} must start with '/', for example '/{value}'")
+        if value.startswith("/lakefn/") or value.rstrip("/") in RESERVED_ENDPOINTS:
+            raise ValueError(
+                f"endpoint {value!r} is served by lakefn itself (its own routes, the API docs)"
             )
-            if fn.trigger.method == "GET":
-                # A server that answers GET answers HEAD (RFC 9110 9.3.2); uvicorn drops the
-                # body. Kept out of OpenAPI, where it would repeat the GET.
-                app.router.add_api_route(
-                    fn.trigger.endpoint,
-                    endpoint,
-                    methods=["HEAD"],
-                    name=f"{fn.name}_head",
-                    include_in_schema=False,
-                    response_model=None,
-                    route_class_override=FunctionRoute,
+        if value.count("{") != value.count("}") or re.search(r"\{[^}/]*(\{|/|$)", value):
+            raise ValueError(
+                f"endpoint {value!r} has an unclosed path parameter, e.g. /items/{{id}}"
+            )
+        if re.search(r"\{(?![A-Za-z_][A-Za-z0-9_]*(:path)?\})", value):
+            raise ValueError(
+                f"endpoint {value!r}: path parameters are names, e.g. /items/{{item_id}}"
+            )
+        _reachable(value)
+        return value
+
+
+def _reachable(endpoint: str) -> None:
+    # A request can never arrive at these paths: clients cut `?` and `#` off as query and
+    # fragment, and collapse `.`/`..` segments; `//` is a URL's authority marker to many.
+    bad = next((c for c in endpoint if ord(c) < 33 or ord(c) == 127), None)
+    if bad is not None:
+        raise ValueError(f"endpoint {endpoint!r} contains a space or control character")
+    for part, why in (("?", "starts the query string"), ("#", "starts a fragment")):
+        if part in endpoint:
+            raise ValueError(f"endpoint {endpoint!r}: {part!r} {why}, so no request reaches it")
+    if "//" in endpoint:
+        raise ValueError(f"endpoint {endpoint!r} has an empty segment ('//')")
+    if any(segment in (".", "..") for segment in endpoint.split("/")):
+        raise ValueError(
+            f"endpoint {endpoint!r} has a '.' or '..' segment, which clients resolve away"
+        )
+
+
+class HttpKind(TriggerKind):
+    """Routes on the server's app; run by hand with a JSON body."""
+
+    type: ClassVar[str] = "http"
+    config_model = HttpTrigger
+    runs_as_job = False  # a job has no endpoint to call
+
+    @classmethod
+    def summary(cls, function: FunctionConfig) -> str:
+        trigger = function.trigger
+        assert isinstance(trigger, HttpTrigger)
+        return f"{trigger.method} {trigger.endpoint}"
+
+    @classmethod
+    def check_functions(cls, functions: list[tuple[int, dict[str, Any]]]) -> list[Problem]:
+        """Two functions on one route: the second would never be called."""
+        problems = []
+        routes: dict[tuple[str, str], str] = {}
+        for index, fn in functions:
+            trigger = fn["trigger"]
+            endpoint, method = trigger.get("endpoint"), str(trigger.get("method", "POST")).upper()
+            if not isinstance(endpoint, str):
+                continue
+            key = (method, _route_shape(endpoint))
+            if key in routes:
+                message = f"{method} {endpoint} is already served by function {routes[key]!r}"
+                problems.append(Problem(("functions", index, "trigger", "endpoint"), message))
+            else:
+                routes[key] = fn["name"]
+        return problems
+
+    @classmethod
+    def warnings(cls, functions: list[tuple[int, FunctionConfig]]) -> list[Problem]:
+        """Function routes that also match lakefn's own routes (lakefn's own answer those
+        paths, so the function never sees them)."""
+        warnings = []
+        for index, fn in functions:
+            trigger = fn.trigger
+            assert isinstance(trigger, HttpTrigger)
+            pattern = _route_regex(trigger.endpoint)
+            shadowed = [
+                path
+                for method, path in LAKEFN_ROUTES
+                if method == trigger.method and pattern.fullmatch(path)
+            ]
+            if shadowed:
+                paths = ", ".join(p.replace("/name/", "/{name}/") for p in shadowed)
+                message = (
+                    f"{trigger.method} {trigger.endpoint} also matches lakefn's own {paths}; "
+                    "lakefn answers those itself, so this function is not called for them"
                 )
+                warnings.append(Problem(("functions", index, "trigger", "endpoint"), message))
+        return warnings
 
+    def mount(self, app: FastAPI) -> None:
+        from .http_routes import mount
 
-class FunctionHandler:
-    """One HTTP function: read the body, run the function, answer. Called as an ASGI app by
-    `FunctionApp`'s fast path, which skips RequestGuard and so checks the header limits here,
-    and through `respond` by the router (for a route with path parameters)."""
+        limit = self.context.config.http.max_body_bytes
+        mount(app, self.context.functions, self.context.invoker, limit)
 
-    __slots__ = ("invoker", "limit", "name")
-
-    def __init__(self, runtime: Runtime, name: str, limit: int) -> None:
-        self.invoker, self.name, self.limit = runtime.invoker, name, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = scope["headers"]
-        size, declared, chunked, user = _read_headers(headers)
-        if size > MAX_HEADER_BYTES or len(headers) > MAX_HEADERS:
-            await answer(send, 431, header_problem(headers) or "")
-            return
-        response = await self._respond(scope, receive, declared, chunked, user)
-        await response(scope, receive, send)
-
-    async def respond(self, scope: Scope, receive: Receive) -> Response:
-        _, declared, chunked, user = _read_headers(scope["headers"])
-        return await self._respond(scope, receive, declared, chunked, user)
-
-    async def _respond(
-        self, scope: Scope, receive: Receive, declared: bytes | None, chunked: bool, user: Any
-    ) -> Response:
-        try:
-            body = await receive_body(receive, self.limit, declared, chunked)
-        except BodyTooLarge:
-            return too_large(self.limit)
-        except NoBody:
-            return gone()
-        name = self.name
-        query = scope["query_string"]
+    async def run_by_hand(self, name: str, payload: Any = None) -> Invocation:
+        """`payload` is the request's JSON body (None: no body)."""
+        trigger = self.config_of(name).trigger
+        assert isinstance(trigger, HttpTrigger)
+        body = b"" if payload is None else json.dumps(payload).encode()
 
         def make_event() -> HttpEvent:
             return HttpEvent(
                 function_name=name,
-                method=scope["method"],
-                path=scope["path"],
-                # Starlette's own mappings: read-only, and headers match case-insensitively.
-                headers=Headers(raw=scope["headers"]),
-                query=QueryParams(query) if query else _NO_QUERY,
-                path_params=scope.get("path_params") or {},
+                method=trigger.method,
+                path=trigger.endpoint,
+                headers={"content-type": "application/json"} if body else {},
                 body=body,
-                user=user,
             )
 
-        invocation = await self.invoker.invoke(name, make_event)
-        return to_response(invocation)
+        return await self.context.invoker.invoke(name, make_event, detail={"manual": True})
 
 
-#: immutable, so one serves every request without a query string
-_NO_QUERY = QueryParams()
+def _route_shape(endpoint: str) -> str:
+    # /items/{id} and /items/{item} are the same route to Starlette.
+    return re.sub(r"\{[^}/]*\}", "{}", endpoint.rstrip("/") or "/")
 
 
-def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes | None, bool, Any]:
-    """In one pass over the raw headers (Starlette's Headers.get scans once per name, and
-    raises a KeyError for each one missing): their size, the first Content-Length, whether there
-    is a Transfer-Encoding, and the user the proxy names (X-Forwarded-Email, else -User)."""
-    size = 0
-    declared = email = forwarded_user = None
-    chunked = False
-    for key, value in headers:
-        size += len(key) + len(value) + 4
-        if key == b"content-length":
-            if declared is None:
-                declared = value
-        elif key == b"transfer-encoding":
-            chunked = True
-        elif key == b"x-forwarded-email":
-            if email is None:
-                email = value.decode("latin-1")
-        elif key == b"x-forwarded-user" and forwarded_user is None:
-            forwarded_user = value.decode("latin-1")
-    return size, declared, chunked, email or forwarded_user
-
-
-def _endpoint(handler: FunctionHandler) -> Any:
-    """The route's endpoint, as FastAPI sees it (its name and signature make the OpenAPI
-    operation); it serves the requests the router dispatches (routes with path parameters)."""
-
-    async def endpoint(request: Request) -> Response:
-        return await handler.respond(request.scope, request.receive)
-
-    endpoint.__name__ = handler.name
-    endpoint.handler = handler  # type: ignore[attr-defined]
-    return endpoint
-
-
-def too_large(limit: int) -> Response:
-    return JSONResponse(
-        {"detail": f"request body is larger than the limit of {limit} bytes"}, status_code=413
-    )
-
-
-def gone() -> Response:
-    return JSONResponse({"detail": "the request body was cut short"}, status_code=400)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request's body, or BodyTooLarge past `limit` bytes, read no further than that."""
-    headers = request.headers
-    declared = headers.get("content-length")
-    chunked = "transfer-encoding" in headers
-    return await receive_body(
-        request.receive, limit, None if declared is None else declared.encode(), chunked
-    )
-
-
-async def receive_body(
-    receive: Receive, limit: int, declared: bytes | None, chunked: bool
-) -> bytes:
-    """The body from ASGI `receive`, given the request's Content-Length and whether it has a
-    Transfer-Encoding: BodyTooLarge past `limit` bytes (read no further), NoBody if the client
-    went away first."""
-    if declared is None and not chunked:
-        return b""  # HTTP/1.1: without either header a request has no body
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise NoBody
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def plain_result(result: Any) -> Any:
-    """What a function returned, for showing outside HTTP (CLI, admin route): a Response is
-    shown as what a client would get, not as the object's insides."""
-    if isinstance(result, Response):
-        body = bytes(result.body).decode("utf-8", errors="replace")
-        return {"status_code": result.status_code, "media_type": result.media_type, "body": body}
-    return result
-
-
-def to_response(invocation: Invocation) -> Response:
-    """Map what the function returned (or raised) to an HTTP answer, per the contract."""
-    exc = invocation.exception
-    if isinstance(exc, HttpError):
-        return _http_error(exc, invocation)
-    if isinstance(exc, Overloaded):
-        return JSONResponse(
-            {"error": str(exc), "invocation_id": invocation.id},
-            status_code=503,
-            headers={"Retry-After": str(exc.retry_after)},
-        )
-    if invocation.status == "timeout":
-        return JSONResponse(
-            {
-                "error": f"function {invocation.function!r} timed out",
-                "invocation_id": invocation.id,
-            },
-            status_code=504,
-        )
-    if invocation.status != "ok":
-        return JSONResponse(
-            {
-                "error": f"function {invocation.function!r} failed; see its invocation in the log",
-                "invocation_id": invocation.id,
-            },
-            status_code=500,
-        )
-    return _result_response(invocation.result, invocation)
-
-
-def _http_error(exc: HttpError, invocation: Invocation) -> Response:
-    try:
-        body = encode_json({"detail": exc.detail})
-    except (TypeError, ValueError, RecursionError) as error:
-        return _unsendable(invocation, exc.detail, error)
-    return Response(body, status_code=exc.status, media_type="application/json")
-
-
-class _JsonAnswer(Response):
-    """`Response(body, media_type="application/json")`, the same bytes on the wire, built
-    without Response's general-purpose header assembly: the answer of almost every call."""
-
-    media_type = "application/json"
-
-    def __init__(self, body: bytes) -> None:
-        self.status_code, self.body, self.background = 200, body, None
-        self.raw_headers = [
-            (b"content-length", b"%d" % len(body)),
-            (b"content-type", b"application/json"),
-        ]
-
-
-def _result_response(result: Any, invocation: Invocation) -> Response:
-    if type(result) is dict or type(result) is list:  # the usual answer: no isinstance chain
-        try:
-            return _JsonAnswer(encode_json(result))
-        except (TypeError, ValueError, RecursionError) as exc:
-            return _unsendable(invocation, result, exc)
-    if isinstance(result, Response):
-        return result
-    if result is None:
-        return Response(status_code=204)
-    if isinstance(result, (bytes, bytearray)):
-        return Response(bytes(result), media_type="application/octet-stream")
-    try:
-        if isinstance(result, str):
-            return PlainTextResponse(result.encode("utf-8"))
-        return _JsonAnswer(encode_json(result))
-    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
-        return _unsendable(invocation, result, exc)
-
-
-def encode_json(result: Any) -> bytes:
-    """`result` as JSON, or TypeError / ValueError naming what cannot be sent."""
-    return _JSON.encode(result).encode("utf-8")
-
-
-def _unsendable(invocation: Invocation, result: Any, exc: BaseException) -> Response:
-    """The function ran, but what it returned cannot go out as JSON (NaN, a lone surrogate,
-    an object that is not data): that is the function's failure, recorded as such."""
-    reason = f"returned a {type(result).__name__} that cannot be sent as JSON: {exc}"
-    invocation.status, invocation.error = "error", reason
-    logger.error("[%s] %s %s", invocation.id, invocation.function, reason)
-    return JSONResponse(
-        {"error": f"function {invocation.function!r} {reason}", "invocation_id": invocation.id},
-        status_code=500,
-    )
+def _route_regex(endpoint: str) -> re.Pattern[str]:
+    # As Starlette compiles paths: {x} is one segment, {x:path} any rest, trailing / optional.
+    out, last = "", 0
+    for match in re.finditer(r"\{[A-Za-z_][A-Za-z0-9_]*(:path)?\}", endpoint):
+        out += re.escape(endpoint[last : match.start()])
+        out += ".*" if match.group(1) else "[^/]+"
+        last = match.end()
+    out += re.escape(endpoint[last:])
+    return re.compile(out.rstrip("/") + "/?" if out != "/" else "/")

@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Host, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._limits import RequestGuard, cut_off
-from .http import FunctionHandler, FunctionRoute
+from .http_routes import FunctionHandler, FunctionRoute
 
 Table = dict[tuple[str, str], FunctionHandler]
 

@@ -11,26 +11,62 @@ more than `PAST_DUE_GRACE` seconds after its scheduled time is handed over with 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import field_validator
 
 from .._cron import CronSchedule
 from .._exceptions import WrongTrigger
-from ..config import TimerTrigger
+from .._model import ConfigModel
+from ..abc import TriggerKind
 from ..events import TimerEvent
-from ..journal import Invocation
 
 if TYPE_CHECKING:
     from apscheduler.events import JobSubmissionEvent
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-    from ..runtime import Runtime
+    from ..abc import Clock, TriggerContext
+    from ..config import FunctionConfig
+    from ..functions import FunctionRegistry
+    from ..invoker import Invoker
+    from ..journal import Invocation, Journal
 
 logger = logging.getLogger("lakefn.timer")
 
 #: seconds a tick may start after its scheduled time and still not be `past_due`
 PAST_DUE_GRACE = 1.0
+
+
+class TimerTrigger(ConfigModel):
+    type: Literal["timer"]
+    schedule: str
+    timezone: str = "UTC"
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from .._cron import CronError
+
+        try:
+            CronSchedule.parse(value)
+        except CronError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {value!r}; use an IANA name such as 'Europe/Paris'"
+            ) from None
+        return value
 
 
 def cron_trigger(trigger: TimerTrigger) -> Any:
@@ -39,18 +75,32 @@ def cron_trigger(trigger: TimerTrigger) -> Any:
 
 
 class TimerRunner:
+    """The timer functions of one runtime, on one APScheduler scheduler."""
+
     def __init__(
-        self, runtime: Runtime, trigger_factory: Callable[[TimerTrigger], Any] | None = None
+        self,
+        functions: Sequence[FunctionConfig],
+        *,
+        registry: FunctionRegistry,
+        invoker: Invoker,
+        journal: Journal,
+        clock: Clock,
+        trigger_factory: Callable[[TimerTrigger], Any] | None = None,
     ) -> None:
-        self.runtime = runtime
+        """`functions`: the timer functions to schedule; `registry` tells every function's
+        trigger (firing another kind's function by hand is an error naming it)."""
+        self.functions = tuple(functions)
+        self.registry = registry
+        self.invoker = invoker
+        self.journal = journal
+        self.clock = clock
         self.trigger_factory = trigger_factory or cron_trigger
         self.scheduler: AsyncIOScheduler | None = None
         self._scheduled: dict[str, datetime] = {}
 
     def names(self) -> list[str]:
         # A run_on: job function is scheduled by its Databricks Job (`lakefn run`), not here.
-        job = {f.name for f in self.runtime.config.functions if f.run_on == "job"}
-        return [n for n in self.runtime.functions_of(TimerTrigger) if n not in job]
+        return [f.name for f in self.functions if f.run_on != "job"]
 
     async def start(self) -> None:
         names = self.names()
@@ -62,7 +112,7 @@ class TimerRunner:
         scheduler = AsyncIOScheduler(timezone=timezone.utc)
         scheduler.add_listener(self._on_submission, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         for name in names:
-            trigger = self.runtime.registry.config(name).trigger
+            trigger = self.registry.config(name).trigger
             assert isinstance(trigger, TimerTrigger)
             scheduler.add_job(
                 self._tick,
@@ -101,8 +151,10 @@ class TimerRunner:
     def _record_skip(self, name: str, scheduled: datetime) -> None:
         logger.warning("%s: tick of %s skipped, the previous run is still going", name, scheduled)
         detail = {"scheduled_time": scheduled.isoformat()}
+        from ..journal import Invocation
+
         note = Invocation.note(name, "timer", "skipped", "previous run still going", detail)
-        self.runtime.journal.record(note)
+        self.journal.record(note)
 
     async def _tick(self, name: str) -> None:
         scheduled = self._scheduled.pop(name, None)
@@ -110,9 +162,10 @@ class TimerRunner:
 
     async def fire(self, name: str, at: datetime | None = None) -> Invocation:
         """Run a timer function for the tick scheduled at `at` (default: now)."""
-        if not isinstance(self.runtime.registry.config(name).trigger, TimerTrigger):
-            raise WrongTrigger(name, self.runtime.registry.config(name).trigger.type, "timer")
-        now = self.runtime.clock.now()
+        trigger = self.registry.config(name).trigger  # FunctionNotFound first
+        if not isinstance(trigger, TimerTrigger):
+            raise WrongTrigger(name, trigger.type, "timer")
+        now = self.clock.now()
         scheduled = at or now
         if scheduled.tzinfo is None:
             scheduled = scheduled.replace(tzinfo=timezone.utc)
@@ -122,4 +175,42 @@ class TimerRunner:
             return TimerEvent(function_name=name, scheduled_time=scheduled, past_due=past_due)
 
         detail = {"scheduled_time": scheduled.isoformat(), "past_due": past_due}
-        return await self.runtime.invoker.invoke(name, make_event, detail=detail)
+        return await self.invoker.invoke(name, make_event, detail=detail)
+
+
+class TimerKind(TriggerKind):
+    """A cron schedule; run by hand, it fires now (any payload is ignored)."""
+
+    type: ClassVar[str] = "timer"
+    config_model = TimerTrigger
+    hand_input = "none"
+
+    def __init__(self, context: TriggerContext) -> None:
+        super().__init__(context)
+        self.runner = TimerRunner(
+            context.functions,
+            registry=context.registry,
+            invoker=context.invoker,
+            journal=context.journal,
+            clock=context.clock,
+            trigger_factory=context.options.get("trigger_factory"),
+        )
+
+    @classmethod
+    def summary(cls, function: FunctionConfig) -> str:
+        trigger = function.trigger
+        assert isinstance(trigger, TimerTrigger)
+        return f"{trigger.schedule} ({trigger.timezone})"
+
+    async def start(self) -> None:
+        await self.runner.start()
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+
+    async def run_by_hand(self, name: str, payload: Any = None) -> Invocation:
+        return await self.runner.fire(name)
+
+    def function_status(self, name: str) -> dict[str, Any]:
+        when = self.runner.next_run_times().get(name)
+        return {} if when is None else {"next_run_time": when.isoformat()}

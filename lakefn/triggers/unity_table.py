@@ -1,0 +1,118 @@
+"""The unity_table trigger kind: a function gets each new version of a Unity table.
+
+The watching itself (polling, leases, checkpoints) is `TableWatcher`, which the kind uses
+through its public methods; it is built in one place, `Runtime.watcher`, and handed to the
+kind as the `watcher` option (with `checkpoints`, the store opener, and `store_problem`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from .. import _operations
+from .._exceptions import LakefnError
+from .._model import MAX_VERSION, ConfigModel, check_table_name
+from ..abc import TriggerKind
+
+if TYPE_CHECKING:
+    from ..config import FunctionConfig
+    from ..journal import Invocation
+    from .table import TableWatcher
+
+#: what a by-hand run of a table function may name: the simulated commit
+SIMULATION_ARGS = ("operation", "rows", "version", "replay_from")
+
+
+class TableTrigger(ConfigModel):
+    type: Literal["unity_table"]
+    check_interval: float = Field(default=30.0, gt=0, le=86400)
+    table_name: str | None = None
+    operations: tuple[str, ...] | None = None
+    start: Literal["latest", "earliest"] | int = "latest"
+
+    @field_validator("operations")
+    @classmethod
+    def _known(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and not value:
+            raise ValueError("operations must list at least one operation, or be left out")
+        return None if value is None else tuple(_operations.check(op) for op in value)
+
+    @field_validator("table_name")
+    @classmethod
+    def _table_name(cls, value: str | None) -> str | None:
+        return check_table_name(value)
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (
+            not isinstance(value, int) and value not in ("latest", "earliest")
+        ):
+            raise ValueError(f"start must be latest, earliest or a version number, not {value!r}")
+        if isinstance(value, int) and not 0 <= value <= MAX_VERSION:
+            raise ValueError(f"start version must be between 0 and {MAX_VERSION}")
+        return value
+
+
+class TableKind(TriggerKind):
+    """Watches tables for new versions; run by hand, a simulated commit."""
+
+    type: ClassVar[str] = "unity_table"
+    config_model = TableTrigger
+    uses_table = True
+    hand_input = "commit"
+
+    @classmethod
+    def summary(cls, function: FunctionConfig) -> str:
+        trigger = function.trigger
+        assert isinstance(trigger, TableTrigger)
+        return f"{function.table} every {trigger.check_interval:g} s"
+
+    @property
+    def watcher(self) -> TableWatcher:
+        return self.context.options["watcher"]()  # type: ignore[no-any-return]
+
+    async def start(self) -> None:
+        if not self.context.functions:
+            return
+        # Opened now, so /healthz tells of an unusable state file from the first request.
+        with contextlib.suppress(LakefnError):
+            await asyncio.to_thread(self.context.options["checkpoints"])
+        await self.watcher.start()
+
+    async def stop(self) -> None:
+        if self.context.functions:
+            await self.watcher.stop()
+
+    async def run_by_hand(self, name: str, payload: Any = None) -> Invocation:
+        """`payload` names the simulated commit: some of SIMULATION_ARGS, or None."""
+        return await self.watcher.simulate(name, **simulation_args(payload))
+
+    def status(self) -> list[dict[str, Any]]:
+        return self.watcher.status() if self.context.functions else []
+
+    def problems(self) -> list[str]:
+        if not self.context.functions:
+            return []
+        store_problem = self.context.options["store_problem"]()
+        if store_problem is not None:
+            # The watcher's failures are this one, seen from each table: said once here.
+            return [f"table triggers cannot open their checkpoint store: {store_problem}"]
+        return self.watcher.problems()
+
+
+def simulation_args(payload: Any) -> dict[str, Any]:
+    """A manual invoke of a table function is a simulation; its payload names the commit."""
+    if payload is None:
+        return {}
+    if not isinstance(payload, dict) or set(payload) - set(SIMULATION_ARGS):
+        raise LakefnError(
+            "the input of a unity_table function is a simulated commit: an object with "
+            f"some of {', '.join(SIMULATION_ARGS)}; got {json.dumps(payload)[:200]}"
+        )
+    return payload
