@@ -62,6 +62,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=_functions)
 
+    _add_run_parsers(sub)
+
+    p = sub.add_parser("init", help="create a new project that serves out of the box")
+    p.add_argument("dir")
+    p.set_defaults(run=_init)
+
+    from ._tables_cli import add_tables_parser
+
+    add_tables_parser(sub, _app_arg)
+
+    from .jobs.cli import add_job_parsers
+
+    add_job_parsers(sub, _app_arg)  # run, bundle
+
+    from ._state_cli import add_state_parsers
+
+    add_state_parsers(sub, _app_arg)
+    return parser
+
+
+def _add_run_parsers(sub: Any) -> None:
+    """`lakefn invoke` and `lakefn simulate`: run one function by hand."""
     p = sub.add_parser("invoke", help="run one function once and print its result")
     p.add_argument("name")
     p.add_argument("--data", "-d", help="JSON input (the HTTP body), or @file.json")
@@ -85,23 +107,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     _app_arg(p)
     p.set_defaults(run=_simulate)
-
-    p = sub.add_parser("init", help="create a new project that serves out of the box")
-    p.add_argument("dir")
-    p.set_defaults(run=_init)
-
-    from ._tables_cli import add_tables_parser
-
-    add_tables_parser(sub, _app_arg)
-
-    from .jobs.cli import add_job_parsers
-
-    add_job_parsers(sub, _app_arg)  # run, bundle
-
-    from ._state_cli import add_state_parsers
-
-    add_state_parsers(sub, _app_arg)
-    return parser
 
 
 def _app_arg(p: argparse.ArgumentParser) -> None:

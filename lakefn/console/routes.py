@@ -31,8 +31,8 @@ from ..access import (
     bearer_token_matches,
     console_cookie,
 )
-from ..config import HttpTrigger, TableTrigger, TimerTrigger
 from ..triggers import http_routes as http
+from ..triggers import kind
 from . import data
 from .logs import InvocationLogs
 from .render import render
@@ -150,12 +150,11 @@ class Console:
         status_code: int = 200,
     ) -> Response:
         context = self._live_context(request, grant)
-        runnable, simulated = [], []
+        runnable: list[str] = []
+        simulated: list[str] = []
         for fn in self.runtime.config.functions:
-            if isinstance(fn.trigger, (HttpTrigger, TimerTrigger)):
-                runnable.append(fn.name)
-            elif isinstance(fn.trigger, TableTrigger):
-                simulated.append(fn.name)
+            # As its kind runs it by hand: with a simulated commit, or a payload (or none).
+            (simulated if kind(fn.kind).hand_input == "commit" else runnable).append(fn.name)
         context.update(
             who=grant.who,
             runnable=runnable,
@@ -210,8 +209,7 @@ class Console:
                 payload = json.loads(text) if text else None
             except (ValueError, RecursionError) as exc:
                 return {"function": name, "problem": f"the payload is not valid JSON: {exc}"}
-            trigger = self._trigger(name)
-            if not isinstance(trigger, (HttpTrigger, TimerTrigger)):
+            if self._hand_input(name) in (None, "commit"):
                 return {"function": name, "problem": f"{name!r} is not an HTTP or timer function"}
             return await self._invoke(name, self.runtime.invoke(name, payload))
 
@@ -223,7 +221,7 @@ class Console:
         async def act(form: dict[str, str]) -> dict[str, Any]:
             name = form.get("function", "")
             operation = form.get("operation", "").strip().upper() or "WRITE"
-            if not isinstance(self._trigger(name), TableTrigger):
+            if self._hand_input(name) != "commit":
                 return {"function": name, "problem": f"{name!r} is not a unity_table function"}
             call = self.runtime.simulate_table_change(name, operation=operation)
             return {**await self._invoke(name, call), "operation": operation}
@@ -240,7 +238,7 @@ class Console:
             text = form.get("version", "").strip()
             force = form.get("force", "") not in ("", "0", "off", "false")
             result: dict[str, Any] = {"action": "rewind", "function": name, "force": force}
-            if not isinstance(self._trigger(name), TableTrigger):
+            if self._hand_input(name) != "commit":
                 return {**result, "problem": f"{name!r} is not a unity_table function"}
             try:
                 version = int(text)
@@ -263,9 +261,9 @@ class Console:
 
         return await self._action(request, act)
 
-    def _trigger(self, name: str) -> Any:
+    def _hand_input(self, name: str) -> str | None:
         fn = self.runtime.config.function(name)
-        return None if fn is None else fn.trigger
+        return None if fn is None else kind(fn.kind).hand_input
 
     async def _invoke(self, name: str, call: Any) -> dict[str, Any]:
         try:
