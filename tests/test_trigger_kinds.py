@@ -171,8 +171,10 @@ def test_a_registered_kind_is_validated_in_app_yaml(file_drop: type[FileDropKind
 
 def test_an_unregistered_kind_is_refused_again() -> None:
     triggers.register(FileDropKind)
-    parse_config(APP.format(folder="/data/in"))
-    triggers.unregister("file_drop")
+    try:
+        parse_config(APP.format(folder="/data/in"))
+    finally:
+        triggers.unregister("file_drop")
     assert _issues(APP.format(folder="/data/in")) == [
         "proj/app.yaml:4: functions[0].trigger: unknown trigger type 'file_drop'; "
         "expected one of 'http', 'timer', 'unity_table'"
@@ -183,6 +185,8 @@ def test_a_second_kind_of_the_same_name_is_refused(file_drop: type[FileDropKind]
     other = type("OtherDrop", (FileDropKind,), {})
     with pytest.raises(ValueError, match="'file_drop' is already registered"):
         triggers.register(other)
+    with pytest.raises(ValueError, match="'http' is one of lakefn's own trigger kinds"):
+        triggers.unregister("http")
 
 
 def test_it_starts_and_stops_with_the_server(

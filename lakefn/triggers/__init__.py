@@ -25,6 +25,7 @@ KINDS: dict[str, type[TriggerKind]] = {
     "timer": TimerKind,
     "unity_table": TableKind,
 }
+_BUILT_IN = frozenset(KINDS)
 
 
 def kind(type_name: str) -> type[TriggerKind]:
@@ -44,7 +45,9 @@ def register(kind_class: type[TriggerKind]) -> type[TriggerKind]:
 
 
 def unregister(type_name: str) -> None:
-    """Forget a kind added with `register`."""
+    """Forget a kind added with `register` (lakefn's own kinds stay)."""
+    if type_name in _BUILT_IN:
+        raise ValueError(f"{type_name!r} is one of lakefn's own trigger kinds")
     KINDS.pop(type_name, None)
     _rebuild()
 
