@@ -21,7 +21,7 @@ import pytest
 from pydantic import Field
 
 from lakefn import triggers
-from lakefn._exceptions import ConfigError, LakefnError
+from lakefn._exceptions import ConfigError, LakefnError, WrongTrigger
 from lakefn._model import ConfigModel
 from lakefn.abc import TriggerKind
 from lakefn.cli import main as cli
@@ -281,3 +281,42 @@ def _wait_for_invocation(server: Any, name: str) -> dict[str, Any]:
         unsubscribe()
     [entry] = server.client.get("/lakefn/invocations", params={"function": name}).json()
     return dict(entry)
+
+
+EVERY_KIND = """\
+functions:
+  - name: hello
+    trigger: {type: http, method: get, endpoint: /hello}
+  - name: hourly
+    trigger: {type: timer, schedule: "0 * * * *"}
+  - name: orders
+    trigger: {type: unity_table, table_name: main.sales.orders}
+  - name: on_drop
+    trigger: {type: file_drop, folder: /data/in}
+"""
+
+
+def test_each_kind_summarises_and_runs_only_its_own_functions(
+    file_drop: type[FileDropKind], project: ProjectDir
+) -> None:
+    project.config(EVERY_KIND)
+    for name in ("hello", "hourly", "orders", "on_drop"):
+        project.function(name, "def main(event):\n    return None\n")
+    runtime = project.runtime()
+    try:
+        summaries = {fn.name: triggers.kind(fn.kind).summary(fn) for fn in runtime.config.functions}
+        assert summaries == {
+            "hello": "GET /hello",
+            "hourly": "0 * * * * (UTC)",
+            "orders": "main.sales.orders every 30 s",
+            "on_drop": "* in /data/in",
+        }
+        for kind in runtime.kinds.values():
+            other = next(fn for fn in runtime.config.functions if fn.kind != kind.type)
+            with pytest.raises(WrongTrigger) as info:
+                runtime.run_sync(kind.run_by_hand(other.name, None))
+            assert str(info.value) == (
+                f"function {other.name!r} has a {other.kind} trigger, not {kind.type}"
+            )
+    finally:
+        runtime.close()
