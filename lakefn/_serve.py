@@ -9,11 +9,9 @@ import socket
 import sys
 from typing import Any
 
+from ._defaults import GRACEFUL_SHUTDOWN
 from ._exceptions import ServerError
 from ._limits import PROTOCOL
-
-#: seconds uvicorn waits for running requests on shutdown; the whole stop stays under 5 s
-GRACEFUL_SHUTDOWN = 2
 
 
 async def serve_in_loop(server: Any, sock: socket.socket) -> None:

@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._exceptions import LakefnError
+from ._exceptions import BadSimulatedCommit, LakefnError
+from ._input_rows import check_rows
 from ._loopthread import LoopThread
 from ._loopwatch import LoopWatchdog
 from .abc import CheckpointStore, Clock, SystemClock, TableSource
@@ -260,10 +261,9 @@ def _simulation_args(payload: Any) -> dict[str, Any]:
     if payload is None:
         return {}
     if not isinstance(payload, dict) or set(payload) - set(SIMULATION_ARGS):
-        raise LakefnError(
-            "the input of a unity_table function is a simulated commit: an object with "
-            f"some of {', '.join(SIMULATION_ARGS)}; got {json.dumps(payload)[:200]}"
-        )
+        raise BadSimulatedCommit(payload, SIMULATION_ARGS)
+    if payload.get("rows") is not None:
+        check_rows(payload["rows"], "rows")
     return payload
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .._defaults import GRACEFUL_SHUTDOWN
 from .._exceptions import ServerError
 from .._limits import PROTOCOL
 from .._loopthread import LoopThread
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 
     from ..runtime import Runtime
 
-#: seconds a stop waits for requests in flight before cutting them off
-GRACEFUL_SHUTDOWN = 2.0
 #: seconds serve waits for the app's startup (timers, table watchers) before giving up
 STARTUP_TIMEOUT = 30.0
 
@@ -64,7 +63,7 @@ class BackgroundServer:
             log_config=None,  # leave the notebook's logging alone
             access_log=False,
             ws="none",
-            timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN),
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
             # Behind a notebook proxy, /docs must fetch /openapi.json through it.
             root_path=proxy_root_path(self.host, self.port),
             http=PROTOCOL,
