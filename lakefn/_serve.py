@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from ._defaults import GRACEFUL_SHUTDOWN
-from ._exceptions import ServerError
+from ._exceptions import CannotListen, PortInUse
 from ._limits import PROTOCOL
 
 
@@ -39,11 +39,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ServerError(
-                f"port {port} on {host} is already in use; stop what holds it or pick another "
-                "with --port"
-            ) from None
-        raise ServerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise PortInUse(host, port) from None
+        raise CannotListen(host, port, exc.strerror) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

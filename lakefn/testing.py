@@ -37,7 +37,8 @@ from ._exceptions import (
     HarnessError,
     HttpError,
     LakefnError,
-    TableError,
+    TableCheckFailed,
+    TableNotFound,
     WrongTrigger,
 )
 from ._loopthread import LoopThread
@@ -160,8 +161,6 @@ class LocalTables:
 
     def _open(self, name: str) -> Any:
         from deltalake import DeltaTable
-
-        from ._exceptions import TableNotFound
 
         path = self.path(name)
         if not (path / "_delta_log").is_dir():
@@ -323,7 +322,7 @@ class LakefnHarness:
         if invocation is None and state.error_kind is not None:
             # The watcher only logs a table it cannot read and tries again later; a test
             # that asked for this check wants to know now (a typo in a table name, say).
-            raise TableError(f"{name}: {state.last_error}")
+            raise TableCheckFailed(name, state.last_error)
         return None if invocation is None else self._outcome(invocation)
 
     def _outcome(self, invocation: Invocation) -> Any:

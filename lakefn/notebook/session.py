@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._defaults import ALL_INTERFACES, DEFAULT_PORT, FUNCTION_NAME, LOCAL_HOST
-from .._exceptions import BadFunctionName, FunctionNotFound, NoProject, ServerError, WatchedByServer
+from .._exceptions import BadFunctionName, FunctionNotFound, NoProject, NotATcpPort, WatchedByServer
 from .._loopthread import LoopThread
 from .links import build_link
 from .views import InvocationLog, InvocationView, LogCapture, ServerStatus
@@ -347,5 +347,5 @@ def _shown_path(path: Path) -> str:
 
 def _check_port(port: int) -> int:
     if not 0 <= port <= 65535:
-        raise ServerError(f"port {port} is not a TCP port (0-65535)")
+        raise NotATcpPort(port)
     return port
