@@ -57,7 +57,9 @@ class StateError(LakefnError):
 
 
 class BadStateSetting(StateError):
-    """`state:` names no store lakefn knows; `forms` are the ones it does."""
+    """`state:` names no store lakefn knows: it is empty, has an unknown `problem="scheme"`
+    or is a malformed `problem="sqlite"` URL (`forms` are the ones lakefn knows); subclasses
+    pass their own `problem` in words."""
 
     def __init__(self, state: str, problem: str = "", *, forms: str = "") -> None:
         self.state = state
