@@ -38,7 +38,6 @@ from ._exceptions import (
     HttpError,
     LakefnError,
     TableCheckFailed,
-    TableNotFound,
     WrongTrigger,
 )
 from ._loopthread import LoopThread
@@ -161,6 +160,8 @@ class LocalTables:
 
     def _open(self, name: str) -> Any:
         from deltalake import DeltaTable
+
+        from ._exceptions import TableNotFound
 
         path = self.path(name)
         if not (path / "_delta_log").is_dir():
