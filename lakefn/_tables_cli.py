@@ -11,7 +11,7 @@ from typing import Any
 
 from ._defaults import LOCAL_CATALOG, LOCAL_ROOT_ENV
 from ._exceptions import LakefnError, NoRowsGiven, RowsFileError
-from ._input_rows import check_rows
+from ._json_input import check_rows
 from ._tablename import TableName
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ._defaults import ALL_INTERFACES, DEFAULT_PORT, LOCAL_HOST
 from ._exceptions import BadOperation, BadPort, ConfigError, JsonInputError, LakefnError
-from ._input_rows import check_rows
+from ._json_input import check_rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:

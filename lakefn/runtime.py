@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._exceptions import BadSimulatedCommit, LakefnError
-from ._input_rows import check_rows
+from ._exceptions import LakefnError
+from ._json_input import check_simulated_commit
 from ._loopthread import LoopThread
 from ._loopwatch import LoopWatchdog
 from .abc import CheckpointStore, Clock, SystemClock, TableSource
@@ -189,7 +189,7 @@ class Runtime:
         if isinstance(trigger, TimerTrigger):
             return await self.timers.fire(name)
         if isinstance(trigger, TableTrigger):
-            return await self.watcher.simulate(name, **_simulation_args(payload))
+            return await self.watcher.simulate(name, **check_simulated_commit(payload))
         assert isinstance(trigger, HttpTrigger)
         body = b"" if payload is None else json.dumps(payload).encode()
 
@@ -251,20 +251,6 @@ class Runtime:
                 }
             )
         return out
-
-
-SIMULATION_ARGS = ("operation", "rows", "version", "replay_from")
-
-
-def _simulation_args(payload: Any) -> dict[str, Any]:
-    """A manual invoke of a table function is a simulation; its payload names the commit."""
-    if payload is None:
-        return {}
-    if not isinstance(payload, dict) or set(payload) - set(SIMULATION_ARGS):
-        raise BadSimulatedCommit(payload, SIMULATION_ARGS)
-    if payload.get("rows") is not None:
-        check_rows(payload["rows"], "rows")
-    return payload
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

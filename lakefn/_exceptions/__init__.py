@@ -11,10 +11,11 @@ LakefnError
 │   ├── JsonInputError     an argument (or the @file it names) is unreadable or not JSON
 │   ├── RowsError          rows that are not a JSON list of objects, or no rows at all
 │   │   └── RowsFileError  a --file of rows that is missing or of an unknown kind
-│   ├── BadOperation       an empty --operation
+│   ├── BadOperation       an empty --operation (or `operation` of a simulated commit)
 │   ├── BadScheduledTime   a --scheduled-time that is not ISO 8601
 │   ├── BadCount           -n below 1
 │   ├── BadPort            DATABRICKS_APP_PORT is not a port
+│   ├── BadVersion         a simulated commit's version that is no table version
 │   ├── BadFunctionName    not letters, digits and _
 │   └── BadSimulatedCommit the input of a unity_table function is not a simulated commit
 ├── FunctionError
@@ -126,6 +127,7 @@ from .usage import (
     BadPort,
     BadScheduledTime,
     BadSimulatedCommit,
+    BadVersion,
     BundleError,
     BundleResourceInvalid,
     HarnessError,
@@ -152,6 +154,7 @@ __all__ = [
     "BadPort",
     "BadScheduledTime",
     "BadSimulatedCommit",
+    "BadVersion",
     "BadStateOptions",
     "BadStateSchema",
     "BadStateSetting",

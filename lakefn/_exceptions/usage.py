@@ -79,6 +79,12 @@ class BadPort(InputError):
         super().__init__(f"{source}: {reason}")
 
 
+class BadVersion(InputError):
+    def __init__(self, field: str, value: object, highest: int) -> None:
+        self.field = field
+        super().__init__(f"{field} must be a table version, 0 to {highest}; got {value!r}")
+
+
 class BadFunctionName(InputError):
     def __init__(self, name: str) -> None:
         self.name = name

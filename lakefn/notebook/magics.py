@@ -14,7 +14,7 @@ from traitlets import Integer, Unicode, observe
 
 from .._defaults import DEFAULT_PORT
 from .._exceptions import LakefnError
-from .._input_rows import check_rows
+from .._json_input import check_rows
 from .session import Session
 from .views import FunctionsView, InvocationView
 

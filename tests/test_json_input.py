@@ -1,12 +1,12 @@
-"""Rows given as JSON are checked once, the same way at every door: the CLI, the magics,
-`lakefn tables`, and the admin route's simulated commit."""
+"""JSON a user hands lakefn is checked once, the same way at every door: rows from the CLI, the
+magics and `lakefn tables`, and the simulated commit posted to the admin route."""
 
 from __future__ import annotations
 
 import pytest
 
 from lakefn._exceptions import LakefnError, RowsError
-from lakefn._input_rows import check_rows
+from lakefn._json_input import check_rows
 
 TABLE_FUNCTION = """\
 functions:
@@ -45,24 +45,34 @@ def test_an_empty_list_is_refused_only_where_rows_are_required() -> None:
 
 
 @pytest.mark.parametrize(
-    ("rows", "problem"),
-    [("nope", "got a string"), ([1, 2], "item 0 is a number"), ({"id": 1}, "got an object")],
+    ("payload", "message"),
+    [
+        ({"rows": "nope"}, "rows must be a JSON list of objects, one per row, e.g. "),
+        ({"rows": [1, 2]}, "item 0 is a number"),
+        ({"rows": {"id": 1}}, "got an object"),
+        ({"operation": 5}, "operation must name an operation, e.g. WRITE, MERGE, DELETE"),
+        ({"operation": " "}, "operation must name an operation"),
+        ({"version": "3"}, "version must be a table version, 0 to 9223372036854775807; got '3'"),
+        ({"version": -1}, "version must be a table version"),
+        ({"replay_from": 2**64}, "replay_from must be a table version"),
+        ({"version": True}, "version must be a table version"),
+        ({"op": "MERGE"}, "an object with some of operation, rows, version, replay_from"),
+    ],
 )
-def test_the_admin_route_answers_bad_simulated_rows_with_400_naming_them(
-    project, serve, rows: object, problem: str
+def test_the_admin_route_answers_a_bad_simulated_commit_with_400_naming_the_problem(
+    project, serve, payload: dict[str, object], message: str
 ) -> None:
     project.config(TABLE_FUNCTION)
     project.function("watch", "def main(event):\n    return len(event.commits)\n")
     server = serve(project)
-    response = server.client.post(
-        "/lakefn/functions/watch/invoke", json={"operation": "MERGE", "rows": rows}
-    )
+    response = server.client.post("/lakefn/functions/watch/invoke", json=payload)
     assert response.status_code == 400, response.text
-    detail = response.json()["detail"]
-    assert detail.startswith("rows must be a JSON list of objects") and detail.endswith(problem)
-    # good rows still make a simulated commit
+    assert message in response.json()["detail"]
+    assert server.runtime.journal.entries() == []  # refused before anything ran
+    # a good simulated commit still runs the function
     ok = server.client.post(
-        "/lakefn/functions/watch/invoke", json={"operation": "MERGE", "rows": [{"id": 1}]}
+        "/lakefn/functions/watch/invoke",
+        json={"operation": "MERGE", "version": 4, "rows": [{"id": 1}]},
     )
     assert ok.status_code == 200, ok.text
     assert ok.json()["result"] == 1
