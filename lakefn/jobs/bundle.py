@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .._exceptions import BundleResourceInvalid, ConfigError, ConfigIssue
+from .._exceptions import BundleResourceInvalid, ConfigError, ConfigIssue, NotConvertible
 from ..config import FunctionConfig, TableTrigger, TimerTrigger
-from .quartz import NotConvertible, to_quartz
+from .quartz import to_quartz
 from .wheel import build_wheel, requires, version, wheel_name
 
 if TYPE_CHECKING:
