@@ -6,13 +6,13 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from ._exceptions import LakefnError
+from ._exceptions import ProjectNotCreated
 
 
 def create_project(target: Path) -> Path:
     target = target.resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise LakefnError(f"{target} already exists and is not empty; pick a new folder")
+        raise ProjectNotCreated(target)
     template = resources.files("lakefn") / "templates" / "project"
     try:
         with resources.as_file(template) as source:
@@ -22,5 +22,5 @@ def create_project(target: Path) -> Path:
         (target / "gitignore").rename(target / ".gitignore")
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise LakefnError(f"cannot create the project in {target}: {reason}") from None
+        raise ProjectNotCreated(target, reason) from None
     return target

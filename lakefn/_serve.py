@@ -9,11 +9,9 @@ import socket
 import sys
 from typing import Any
 
-from ._exceptions import ServerError
+from ._defaults import GRACEFUL_SHUTDOWN
+from ._exceptions import CannotListen, PortInUse
 from ._limits import PROTOCOL
-
-#: seconds uvicorn waits for running requests on shutdown; the whole stop stays under 5 s
-GRACEFUL_SHUTDOWN = 2
 
 
 async def serve_in_loop(server: Any, sock: socket.socket) -> None:
@@ -41,11 +39,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ServerError(
-                f"port {port} on {host} is already in use; stop what holds it or pick another "
-                "with --port"
-            ) from None
-        raise ServerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+            raise PortInUse(host, port) from None
+        raise CannotListen(host, port, exc.strerror) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ._exceptions import LakefnError
+from ._exceptions import BadCount, NoJournal
 
 
 def add_state_parsers(sub: Any, app_arg: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -99,12 +99,12 @@ def _logs(args: argparse.Namespace) -> int:
     from .journal import Invocation, journal_store_for
 
     if args.n < 1:
-        raise LakefnError("-n must be 1 or more")
+        raise BadCount("-n")
     project, store = _open(args)
     journal, owned = journal_store_for(store)
     try:
         if journal is None:
-            raise LakefnError(f"state {project.config.state!r} keeps no journal")
+            raise NoJournal(project.config.state)
         rows = journal.recent_invocations(args.n, args.function)
     finally:
         if owned and journal is not None:

@@ -9,7 +9,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import LakefnError
+from ._defaults import LOCAL_CATALOG, LOCAL_ROOT_ENV
+from ._exceptions import LakefnError, NoRowsGiven, RowsFileError
+from ._json_input import check_rows
 from ._tablename import TableName
 
 
@@ -66,7 +68,7 @@ def _root(args: argparse.Namespace) -> Path:
         return load_project(app_yaml, apply_env=False).local_root
     import os
 
-    return Path(os.environ.get("LAKEFN_LOCAL_ROOT") or ".lakefn/catalog").resolve()
+    return Path(os.environ.get(LOCAL_ROOT_ENV) or LOCAL_CATALOG).resolve()
 
 
 def _rows(args: argparse.Namespace) -> Any:
@@ -75,16 +77,12 @@ def _rows(args: argparse.Namespace) -> Any:
     if args.file is not None:
         return _read_file(args.file)
     rows = read_json_arg(args.rows, "--rows")
-    if rows is None:
-        return None
-    if not (isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)):
-        raise LakefnError("--rows must be a non-empty JSON list of objects, one per row")
-    return rows
+    return None if rows is None else check_rows(rows, "--rows", non_empty=True)
 
 
 def _read_file(path: Path) -> Any:
     if not path.is_file():
-        raise LakefnError(f"--file {path}: no such file")
+        raise RowsFileError(path, "no such file")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -98,7 +96,7 @@ def _read_file(path: Path) -> Any:
         from .cli import read_json_arg
 
         return read_json_arg(f"@{path}", "--file")
-    raise LakefnError(f"--file {path}: use a .json, .csv or .parquet file")
+    raise RowsFileError(path, "use a .json, .csv or .parquet file")
 
 
 SAMPLE_SEGMENTS = ["AUTOMOBILE", "BUILDING", "FURNITURE", "HOUSEHOLD", "MACHINERY"]
@@ -128,7 +126,7 @@ def _create(args: argparse.Namespace) -> int:
         return 0
     rows = sample_customers() if args.sample else _rows(args)
     if rows is None:
-        raise LakefnError("give the table's first rows with --rows, --file or --sample")
+        raise NoRowsGiven("the table's first rows", "--rows, --file or --sample")
     version = create_table(root, args.name, rows, change_data_feed=not args.no_cdf)
     print(f"created {args.name} at {path_for(root, args.name)} (version {version})")
     return 0
@@ -139,7 +137,7 @@ def _append(args: argparse.Namespace) -> int:
 
     rows = _rows(args)
     if rows is None:
-        raise LakefnError("give the rows to commit with --rows or --file")
+        raise NoRowsGiven("the rows to commit", "--rows or --file")
     version = append(_root(args), args.name, rows, mode="overwrite" if args.overwrite else "append")
     print(f"{args.name}: version {version}")
     return 0

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import ConfigError, LakefnError
-
-DEFAULT_PORT = 8000
+from ._defaults import ALL_INTERFACES, DEFAULT_PORT, LOCAL_HOST
+from ._exceptions import BadOperation, BadPort, ConfigError, JsonInputError, LakefnError
+from ._json_input import check_rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -151,11 +151,11 @@ def read_json_arg(text: str | None, what: str) -> Any:
         try:
             text = Path(source).read_text(encoding="utf-8")
         except OSError as exc:
-            raise LakefnError(f"cannot read {what} from {source}: {exc.strerror}") from None
+            raise JsonInputError(what, source, exc.strerror, unreadable=True) from None
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise LakefnError(f"{what} is not valid JSON ({source}): {exc}") from None
+        raise JsonInputError(what, source, exc) from None
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -171,10 +171,10 @@ def _serve(args: argparse.Namespace) -> int:
         try:
             port = _port(env_port)
         except argparse.ArgumentTypeError as exc:
-            raise LakefnError(f"DATABRICKS_APP_PORT: {exc}") from None
+            raise BadPort("DATABRICKS_APP_PORT", exc) from None
     else:
         port = DEFAULT_PORT
-    host = args.host or ("0.0.0.0" if env_port else "127.0.0.1")
+    host = args.host or (ALL_INTERFACES if env_port else LOCAL_HOST)
     return serve(args.app, host=host, port=port, reload=args.reload, log_level=args.log_level)
 
 
@@ -243,10 +243,9 @@ def _simulate(args: argparse.Namespace) -> int:
     from .runtime import Runtime
 
     rows = read_json_arg(args.rows, "--rows")
-    if rows is not None and not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
-        raise LakefnError("--rows must be a JSON list of objects, one per changed row")
+    rows = None if rows is None else check_rows(rows, "--rows")
     if not args.operation.strip():
-        raise LakefnError("--operation must name an operation, e.g. WRITE, MERGE, DELETE")
+        raise BadOperation()
     runtime = Runtime.from_path(args.app)
     try:
         coro = runtime.simulate_table_change(

@@ -1,6 +1,6 @@
 """app.yaml as frozen, validated models.
 
-Validation happens here, at the edge; the rest of lakefn trusts these objects. `load_config`
+Validation happens here, at the edge; the rest of lakefn trusts these objects. `read_config`
 reports every problem of a file at once, each with file, line and field.
 """
 
@@ -31,6 +31,7 @@ from ._config_issues import (
     issues_from,
     yaml_issue,
 )
+from ._defaults import FUNCTION_NAME, LOCAL_CATALOG
 from ._exceptions import ConfigError, ConfigIssue
 from ._model import MAX_VERSION, check_table_name
 from ._model import ConfigModel as _Model
@@ -58,9 +59,7 @@ __all__ = [
     "TimerTrigger",
 ]
 
-TABLE_SOURCES = ("auto", "local", "warehouse", "spark", "recorded")
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
-_FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: a function's name becomes a file name (functions/<name>_function.py) and a job name
 MAX_FUNCTION_NAME = 100
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -175,7 +174,7 @@ class FunctionConfig(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _FUNCTION_NAME.fullmatch(value):
+        if not FUNCTION_NAME.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a valid function name: use letters, digits and underscores, "
                 "not starting with a digit (it names functions/<name>_function.py)"
@@ -250,7 +249,7 @@ def _kinds_where(flag: str) -> str:
 
 class TablesConfig(_Model):
     source: Literal["auto", "local", "warehouse", "spark", "recorded"] = "auto"
-    local_root: str = ".lakefn/catalog"
+    local_root: str = LOCAL_CATALOG
     concurrency: int = Field(default=8, ge=1, le=256)
     # warehouse source: fetch large results from cloud storage (CloudFetch); off because
     # history rows are small and a Databricks App may not reach the storage hosts
@@ -310,11 +309,6 @@ class AppConfig(_Model):
         except LakefnError as exc:
             raise ValueError(str(exc)) from None
         return value
-
-
-def load_config(path: str | Path) -> AppConfig:
-    """Read and validate app.yaml; raise ConfigError listing every problem found."""
-    return read_config(Path(path))[0]
 
 
 def read_config(path: Path) -> tuple[AppConfig, dict[Path_, int]]:

@@ -52,6 +52,14 @@ class Event:
 
     trigger = "manual"
 
+    def bind(self, function_name: str, invocation_id: str, attempt: int) -> None:
+        """Make this event one attempt of one invocation. A retry reuses the event object, so
+        its logger is dropped too: the next `log` carries the new attempt's id."""
+        self.function_name = function_name
+        self.invocation_id = invocation_id
+        self.attempt = attempt
+        self._log = None
+
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """A logger whose records carry this invocation's id (made on first use: most

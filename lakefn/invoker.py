@@ -26,7 +26,6 @@ from .functions import FunctionRegistry, LoadedFunction
 from .journal import Invocation, Journal
 
 logger = logging.getLogger("lakefn")
-EventFactory = Callable[[], Event]
 
 #: threads for sync functions; by default one function may use half of them
 MAX_WORKERS = 40
@@ -105,10 +104,7 @@ class Invoker:
         detail: dict[str, Any] | None,
     ) -> Invocation:
         name = function.name
-        event.function_name = name
-        event.invocation_id = invocation_id
-        event.attempt = attempt
-        event._log = None  # a retried event may reuse the object: bind the log afresh
+        event.bind(name, invocation_id, attempt)
         invocation = Invocation(
             id=invocation_id,
             function=name,

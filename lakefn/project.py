@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._defaults import LOCAL_ROOT_ENV
 from ._exceptions import ConfigError, ConfigIssue
 from ._yaml import Path_, line_of
 from .config import AppConfig, config_warnings, read_config
@@ -35,7 +37,7 @@ class Project:
 
     @property
     def local_root(self) -> Path:
-        return self._resolve(os.environ.get("LAKEFN_LOCAL_ROOT") or self.config.tables.local_root)
+        return self._resolve(os.environ.get(LOCAL_ROOT_ENV) or self.config.tables.local_root)
 
     @property
     def state_path(self) -> Path:
@@ -48,15 +50,16 @@ class Project:
     def line(self, *path: str | int) -> int | None:
         return line_of(self.lines, tuple(path))
 
-    def apply_env(self) -> list[str]:
+    def apply_env(self, setenv: Callable[[str, str], None] | None = None) -> list[str]:
         """Apply app.yaml's `env` to os.environ, as Databricks Apps would; an existing value
-        wins. Returns the `valueFrom` names that nothing provides (each also logged)."""
+        wins. Returns the `valueFrom` names that nothing provides (each also logged).
+        `setenv` sets one variable: the test harness passes one it undoes after the test."""
         missing = []
         for var in self.config.env:
             if var.name in os.environ:
                 continue
             if var.value is not None:
-                os.environ[var.name] = var.value
+                (setenv or os.environ.__setitem__)(var.name, var.value)
             else:
                 missing.append(var.name)
                 logger.warning(

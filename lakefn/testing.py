@@ -31,7 +31,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._exceptions import HttpError, LakefnError, TableError, WrongTrigger
+from ._defaults import LOCAL_ROOT_ENV
+from ._exceptions import (
+    FunctionFailed,
+    HarnessError,
+    HttpError,
+    LakefnError,
+    TableCheckFailed,
+    WrongTrigger,
+)
 from ._loopthread import LoopThread
 from ._tablename import TableName
 from .abc import CheckpointStore, Clock, TableSource
@@ -89,21 +97,6 @@ class FakeClock(Clock):
 
 def _aware(when: datetime) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
-
-
-class FunctionFailed(LakefnError):
-    """A function run from a test failed; `invocation` is its record, and the function's own
-    exception is chained as `__cause__`."""
-
-    def __init__(self, invocation: Invocation) -> None:
-        self.invocation = invocation
-        self.function = invocation.function
-        self.invocation_id = invocation.id
-        super().__init__(
-            f"function {invocation.function!r} failed (invocation {invocation.id}, "
-            f"{invocation.trigger} trigger, attempt {invocation.attempt}, "
-            f"status {invocation.status}): {invocation.error}"
-        )
 
 
 class LocalTables:
@@ -248,7 +241,7 @@ class LakefnHarness:
         self._env = _Env()
         # Code that resolves paths from the project on its own (the function's, or lakefn's)
         # lands in the temporary folder too, never in the project's .lakefn/.
-        self._env.set("LAKEFN_LOCAL_ROOT", str(self.workdir / "catalog"))
+        self._env.set(LOCAL_ROOT_ENV, str(self.workdir / "catalog"))
         self._env.set("LAKEFN_STATE", str(self.workdir / "state.db"))
         self._loop: LoopThread | None = None
         self._server: uvicorn.Server | None = None
@@ -279,9 +272,7 @@ class LakefnHarness:
 
     def _apply_env(self) -> None:
         """app.yaml's `env`, as `Project.apply_env` does, but undone when the test ends."""
-        for var in self.project.config.env:
-            if var.name not in os.environ and var.value is not None:
-                self._env.set(var.name, var.value)
+        self.project.apply_env(self._env.set)
 
     # -- running functions ---------------------------------------------------------------
 
@@ -332,7 +323,7 @@ class LakefnHarness:
         if invocation is None and state.error_kind is not None:
             # The watcher only logs a table it cannot read and tries again later; a test
             # that asked for this check wants to know now (a typo in a table name, say).
-            raise TableError(f"{name}: {state.last_error}")
+            raise TableCheckFailed(name, state.last_error)
         return None if invocation is None else self._outcome(invocation)
 
     def _outcome(self, invocation: Invocation) -> Any:
@@ -354,7 +345,7 @@ class LakefnHarness:
         """The newest invocation; there must be one."""
         entries = self.runtime.journal.entries(limit=1)
         if not entries:
-            raise LakefnError("no function has been invoked yet in this test")
+            raise HarnessError("nothing_invoked")
         return entries[0]
 
     def wait_for(self, name: str, count: int = 1, timeout: float = 10.0) -> Invocation:
@@ -366,8 +357,8 @@ class LakefnHarness:
             if len(done) >= count:
                 return done[0]
             if time.monotonic() > deadline:
-                raise LakefnError(
-                    f"{name!r} was invoked {len(done)} time(s) in {timeout:g} s, not {count}"
+                raise HarnessError(
+                    "too_few", name=name, done=len(done), timeout=timeout, count=count
                 )
             time.sleep(0.02)
 
@@ -443,7 +434,7 @@ class LakefnHarness:
             if self._serving.done() or time.monotonic() > deadline:
                 self._stop_server()
                 sock.close()
-                raise LakefnError("the test server did not start on 127.0.0.1")
+                raise HarnessError("no_server", host="127.0.0.1")
             time.sleep(0.005)
 
     def _stop_server(self) -> None:
@@ -500,7 +491,7 @@ class LakefnHarness:
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None or self._loop.loop is None:
-            raise LakefnError("this lakefn harness is closed")
+            raise HarnessError("closed")
         return self._loop.loop
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -514,7 +505,4 @@ class LakefnHarness:
             return future.result(self.timeout)
         except TimeoutError:
             future.cancel()
-            raise LakefnError(
-                f"gave up after {self.timeout:g} s (the harness's `timeout`); the function "
-                "may still be running"
-            ) from None
+            raise HarnessError("gave_up", timeout=self.timeout) from None

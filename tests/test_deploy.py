@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lakefn.config import load_config
+from lakefn.config import read_config
 from tests.conftest import LAKEFN, free_port, run_cli, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,12 +22,12 @@ APPS_KILL_DEADLINE = 15
 @pytest.mark.parametrize("path", ["app.yaml", "lakefn/templates/project/app.yaml"])
 def test_apps_run_lakefn_serve(path: str) -> None:
     # `uvicorn app:app` has no shutdown deadline; `lakefn serve` stops within 5 s.
-    assert load_config(REPO / path).command == ["lakefn", "serve"]
+    assert read_config(REPO / path)[0].command == ["lakefn", "serve"]
 
 
 def test_a_new_project_serves_as_an_app_would_run_it(tmp_path: Path) -> None:
     assert run_cli("init", str(tmp_path / "proj")).returncode == 0
-    command = load_config(tmp_path / "proj" / "app.yaml").command
+    command = read_config(tmp_path / "proj" / "app.yaml")[0].command
     assert command is not None and command[0] == "lakefn"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}

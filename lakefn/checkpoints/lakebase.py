@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from .._exceptions import LakefnError, StateStoreUnavailable
+from .._exceptions import (
+    BadStateOptions,
+    LakebaseNotConfigured,
+    StateNeedsPackage,
+    StateStoreUnavailable,
+)
 from .postgres import DEFAULT_SCHEMA, PostgresCheckpointStore
 
 if TYPE_CHECKING:
@@ -39,9 +44,8 @@ class OAuthPassword:
                 try:
                     from databricks.sdk.core import Config
                 except ImportError:
-                    raise LakefnError(
-                        "state: lakebase needs databricks-sdk for its OAuth token: "
-                        "pip install 'lakefn[databricks]' (or set PGPASSWORD)"
+                    raise StateNeedsPackage(
+                        "lakebase", "databricks-sdk", "databricks", "its OAuth token"
                     ) from None
                 self._config = Config()
             return self._config
@@ -74,11 +78,7 @@ class LakebaseCheckpointStore(PostgresCheckpointStore):
     ) -> None:
         missing = [name for name in REQUIRED if not os.environ.get(name)]
         if missing:
-            raise LakefnError(
-                f"state: lakebase needs {', '.join(missing)}, which Databricks Apps sets from "
-                "the App's database resource; to run elsewhere, set PGHOST, PGPORT, "
-                "PGDATABASE, PGUSER (and PGPASSWORD, or databricks-sdk credentials)"
-            )
+            raise LakebaseNotConfigured(missing)
         self.token = OAuthPassword(config)
         super().__init__("", schema=schema, password=self.token, **kwargs)
 
@@ -88,8 +88,5 @@ class LakebaseCheckpointStore(PostgresCheckpointStore):
         options = dict(parse_qsl(query))
         unknown = set(options) - {"schema"}
         if unknown:
-            raise LakefnError(
-                f"state {state!r}: lakebase takes only ?schema=NAME, "
-                f"not {', '.join(sorted(unknown))}"
-            )
+            raise BadStateOptions(state, "lakebase", "?schema=NAME", unknown)
         return cls(schema=options.get("schema", DEFAULT_SCHEMA))

@@ -32,7 +32,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import psycopg
 from psycopg import sql
 
-from .._exceptions import CheckpointConflict, LakefnError, StateStoreUnavailable
+from .._exceptions import (
+    BadStateSchema,
+    CheckpointConflict,
+    StateLayoutTooNew,
+    StateStoreUnavailable,
+)
 from ..abc import CheckpointStore
 
 logger = logging.getLogger("lakefn.state")
@@ -208,7 +213,7 @@ class PostgresCheckpointStore(CheckpointStore):
         save_patience: float = 5.0,
     ) -> None:
         if not schema or len(schema) > 63:
-            raise LakefnError(f"state schema {schema!r} must be 1 to 63 characters")
+            raise BadStateSchema(schema)
         self.schema = schema
         self.save_patience = save_patience
         self.where = describe_conninfo(conninfo)
@@ -295,11 +300,7 @@ class PostgresCheckpointStore(CheckpointStore):
                 if found is None:
                     conn.execute(self._sql.set_version, (SCHEMA_VERSION,))
                 elif found > SCHEMA_VERSION:
-                    raise LakefnError(
-                        f"the state store {self.where} schema {self.schema!r} is at layout "
-                        f"version {found}, written by a newer lakefn (this one knows up to "
-                        f"{SCHEMA_VERSION}); upgrade lakefn or use another schema"
-                    )
+                    raise StateLayoutTooNew(self.where, self.schema, found, SCHEMA_VERSION)
             self._ready = True
 
     # -- checkpoints -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .._exceptions import LakefnError
+from .._exceptions import BadStateSetting, LakefnError, StateNeedsPackage
 
 if TYPE_CHECKING:
     from ..abc import CheckpointStore
@@ -46,20 +46,16 @@ def scheme_of(state: str) -> str:
     """The store kind a `state:` value names; LakefnError when it names none."""
     text = state.strip()
     if not text:
-        raise LakefnError(f"state is empty; expected {FORMS}")
+        raise BadStateSetting(text, forms=FORMS)
     if text == "lakebase" or text.startswith("lakebase?"):
         return "lakebase"
     if "://" not in text:
         return "sqlite"  # a plain path
     scheme = text.split("://", 1)[0].lower()
     if scheme not in STORES or scheme == "lakebase":
-        raise LakefnError(
-            f"state {redact(text)!r} has an unknown scheme {scheme!r}; expected {FORMS}"
-        )
+        raise BadStateSetting(redact(text), "scheme", forms=FORMS)
     if scheme == "sqlite" and not text.startswith("sqlite:///"):
-        raise LakefnError(
-            f"state {text!r}: a SQLite URL is sqlite:///relative/path or sqlite:////abs"
-        )
+        raise BadStateSetting(text, "sqlite")
     return scheme
 
 
@@ -85,9 +81,7 @@ def open_store(state: str, project_root: str | os.PathLike[str]) -> CheckpointSt
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise LakefnError(
-            f"state {redact(state)!r} needs {exc.name}: pip install 'lakefn[postgres]'"
-        ) from None
+        raise StateNeedsPackage(redact(state), exc.name, "postgres") from None
     store_class = getattr(module, class_name)
     root = Path(project_root)
     factory = getattr(store_class, "from_state", None)

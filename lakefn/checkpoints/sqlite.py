@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._exceptions import CheckpointConflict, LakefnError
+from .._exceptions import CheckpointConflict, StateStoreFailed
 from ..abc import CheckpointStore
 from . import _sqlite
 
@@ -104,17 +104,17 @@ class SQLiteCheckpointStore(CheckpointStore):
         try:
             db = _sqlite.connect(self.path, busy_timeout=self._busy_timeout)
         except (OSError, sqlite3.Error) as exc:
-            raise LakefnError(f"cannot open the checkpoint store {self.path}: {exc}") from exc
+            raise StateStoreFailed("open", self.path, exc) from exc
         try:
             _sqlite.prepare(db, busy_timeout=self._busy_timeout, synchronous="FULL", schema=_SCHEMA)
         except sqlite3.Error as exc:
-            raise LakefnError(f"cannot use {self.path} as a checkpoint store: {exc}") from exc
+            raise StateStoreFailed("use", self.path, exc) from exc
         return db
 
     def _connection(self) -> sqlite3.Connection:
         """The open connection, to the file that is at `path` now. Call with the lock held."""
         if self._closed:
-            raise LakefnError(f"the checkpoint store {self.path} is closed")
+            raise StateStoreFailed("closed", self.path)
         if self._db is not None:
             now_at_path = _file_id(self.path)
             if now_at_path == self._file:
@@ -130,7 +130,7 @@ class SQLiteCheckpointStore(CheckpointStore):
                 self._restore(db, self._carried)
         except sqlite3.Error as exc:
             db.close()
-            raise LakefnError(f"cannot write to the checkpoint store {self.path}: {exc}") from exc
+            raise StateStoreFailed("write", self.path, exc) from exc
         self._db, self._file = db, _file_id(self.path)
         return db
 

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import LakefnError
+from .._exceptions import StateStoreFailed
 from . import _sqlite
 
 _SCHEMA = """
@@ -38,7 +38,7 @@ class SQLiteJournal:
                 self._db, busy_timeout=busy_timeout, synchronous="NORMAL", schema=_SCHEMA
             )
         except (OSError, sqlite3.Error) as exc:
-            raise LakefnError(f"cannot keep the journal in {self.path}: {exc}") from exc
+            raise StateStoreFailed("journal", self.path, exc) from exc
 
     def append_invocations(self, entries: list[dict[str, Any]]) -> None:
         rows = [

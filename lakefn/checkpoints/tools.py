@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import CheckpointConflict, LakefnError
+from .._exceptions import (
+    BadCheckpointVersion,
+    CheckpointBusy,
+    CheckpointConflict,
+    LeaseHeld,
+    NotATableFunction,
+    WrongTable,
+)
 from ..config import TableTrigger
 
 if TYPE_CHECKING:
@@ -210,13 +217,12 @@ def set_checkpoint(
 
     tables = watched(project)
     if function not in tables:
-        known = ", ".join(sorted(tables)) or "(none)"
-        raise LakefnError(f"{function!r} is not a unity_table function; those are: {known}")
+        raise NotATableFunction(function, list(tables))
     own_table, interval = tables[function]
     if table is not None and table != own_table:
-        raise LakefnError(f"{function!r} watches {own_table}, not {table}")
+        raise WrongTable(function, own_table, table)
     if version < -1:
-        raise LakefnError(f"version {version}: a checkpoint is -1 (before version 0) or more")
+        raise BadCheckpointVersion(version)
     key = f"{function}|{own_table}"
     ttl = max(10.0, 3 * interval)  # the watcher's own lease period for this function
     owner = tool_owner()
@@ -225,11 +231,7 @@ def set_checkpoint(
     if not store.acquire(key, owner, ttl, take_over=holder_is_dead):
         if not force:
             until = holder.lease_expires.isoformat() if holder and holder.lease_expires else "?"
-            raise LakefnError(
-                f"{function}: {live or 'another process'} holds the lease (until {until}) and "
-                f"is delivering this table; stop it first, or {force_hint} (it then resumes "
-                "from the new checkpoint)"
-            )
+            raise LeaseHeld(function, live, until, force_hint)
         store.acquire(key, owner, ttl, take_over=lambda _: True)
         live = live or "another process"
     else:
@@ -250,4 +252,4 @@ def move(store: CheckpointStore, key: str, version: int) -> int | None:
             time.sleep(0.05)  # the holder saved meanwhile: move from its value
             continue
         return previous
-    raise LakefnError(f"{key}: the checkpoint kept moving; try again")
+    raise CheckpointBusy(key)

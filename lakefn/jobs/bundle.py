@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .._exceptions import ConfigError, ConfigIssue, LakefnError
+from .._exceptions import BundleResourceInvalid, ConfigError, ConfigIssue, NotConvertible
 from ..config import FunctionConfig, TableTrigger, TimerTrigger
-from .quartz import NotConvertible, to_quartz
+from .quartz import to_quartz
 from .wheel import build_wheel, requires, version, wheel_name
 
 if TYPE_CHECKING:
@@ -309,9 +309,9 @@ def validate_resources(resources: dict[str, Any]) -> None:
         try:
             again = model.from_dict(value).as_dict()  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - any refusal is reported the same
-            raise LakefnError(f"bundle resource {key} does not load: {exc}") from None
+            raise BundleResourceInvalid(key, value, error=exc) from None
         if again != value:
-            raise LakefnError(f"bundle resource {key} changes when loaded: {again} != {value}")
+            raise BundleResourceInvalid(key, value, loaded=again)
 
 
 # -- requirements ------------------------------------------------------------------------------

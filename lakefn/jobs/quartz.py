@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from .._exceptions import LakefnError
+from .._exceptions import NotConvertible
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 #: cron's numbering: 0 = SUN .. 6 = SAT (7 is SUN again)
@@ -30,15 +30,6 @@ _FIELDS = (
     ("day-of-week", 0, 7, WEEKDAYS, 0),
 )
 _ITEM = re.compile(r"(?P<start>\*|[0-9A-Za-z]+)(?:-(?P<end>[0-9A-Za-z]+))?(?:/(?P<step>[0-9]+))?")
-
-
-class NotConvertible(LakefnError):
-    """A cron schedule that no Quartz expression says exactly."""
-
-    def __init__(self, schedule: str, reason: str) -> None:
-        self.schedule = schedule
-        self.reason = reason
-        super().__init__(f"schedule {schedule!r} cannot run as a Databricks Job: {reason}")
 
 
 def to_quartz(schedule: str) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import LakefnError
+from .._exceptions import BadScheduledTime, LakefnError, NotRunnable
 from ..config import HttpTrigger, TableTrigger
 from ..events import TimerEvent
 
@@ -38,14 +38,6 @@ JOB_PAST_DUE_GRACE = timedelta(minutes=5)
 DEFAULT_LEASE_WAIT = 300.0
 #: seconds between two attempts at the lease while waiting
 LEASE_POLL = 1.0
-
-
-class NotRunnable(LakefnError):
-    def __init__(self, name: str, kind: str) -> None:
-        super().__init__(
-            f"{name} is an {kind} function: `lakefn run` runs timer and unity_table functions "
-            f"(call an http function with `lakefn invoke {name}`)"
-        )
 
 
 @dataclass
@@ -142,9 +134,7 @@ def parse_time(text: str) -> datetime:
     try:
         stamp = datetime.fromisoformat(raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw)
     except ValueError:
-        raise LakefnError(
-            f"--scheduled-time {text!r} is not an ISO 8601 time, e.g. 2026-03-01T02:30:00Z"
-        ) from None
+        raise BadScheduledTime(text) from None
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
 
 

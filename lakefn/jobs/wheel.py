@@ -19,21 +19,13 @@ import time
 import zipfile
 from pathlib import Path
 
-from .._exceptions import LakefnError
+from .._exceptions import WheelUnavailable
 
 DISTRIBUTION = "lakefn"
 _SKIP_DIRS = {"__pycache__"}
 _SKIP_SUFFIXES = (".pyc", ".pyo", "~", ".swp", ".orig", ".rej")
 _EXTRA = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 _SELF = re.compile(rf"{DISTRIBUTION}\s*\[([^\]]+)\]")
-
-
-class WheelUnavailable(LakefnError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(
-            f"cannot make lakefn's wheel for the bundle: {reason}; "
-            "use --no-wheel to reference lakefn from your package index instead"
-        )
 
 
 def version() -> str:

@@ -14,7 +14,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ServerError
+from .._defaults import GRACEFUL_SHUTDOWN
+from .._exceptions import ServerBlocked, ServerError, ServerNotStarted
 from .._limits import PROTOCOL
 from .._loopthread import LoopThread
 from .._serve import bind_socket, serve_in_loop
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 
     from ..runtime import Runtime
 
-#: seconds a stop waits for requests in flight before cutting them off
-GRACEFUL_SHUTDOWN = 2.0
 #: seconds serve waits for the app's startup (timers, table watchers) before giving up
 STARTUP_TIMEOUT = 30.0
 
@@ -64,7 +63,7 @@ class BackgroundServer:
             log_config=None,  # leave the notebook's logging alone
             access_log=False,
             ws="none",
-            timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN),
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
             # Behind a notebook proxy, /docs must fetch /openapi.json through it.
             root_path=proxy_root_path(self.host, self.port),
             http=PROTOCOL,
@@ -81,7 +80,7 @@ class BackgroundServer:
         except SystemExit:
             # uvicorn exits the process when the app's startup fails; here that would only
             # kill the loop, so it becomes an error the caller sees.
-            raise ServerError("the app failed to start; see the log above") from None
+            raise ServerNotStarted() from None
 
     def _wait_started(self) -> None:
         assert self._done is not None
@@ -92,8 +91,7 @@ class BackgroundServer:
                 self._shutdown_thread()
                 if isinstance(error, ServerError):
                     raise error
-                reason = f": {type(error).__name__}: {error}" if error else " in time"
-                raise ServerError(f"the server on {self.host}:{self.port} did not start{reason}")
+                raise ServerNotStarted(self.host, self.port, error)
             time.sleep(0.002)
 
     def stop(self, timeout: float = GRACEFUL_SHUTDOWN + 3) -> None:
@@ -114,11 +112,7 @@ class BackgroundServer:
                 pass
         self._shutdown_thread()
         if thread is not None and thread.is_alive():
-            raise ServerError(
-                f"the server on port {self.port} did not stop: its event loop is blocked, most "
-                "likely by an `async def main` calling blocking code (time.sleep, a sync "
-                "client). It stops, and frees the port, once that call returns."
-            )
+            raise ServerBlocked(self.port)
 
     def _shutdown_thread(self) -> None:
         if self._thread is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import shlex
 from typing import Any, NoReturn
@@ -11,30 +12,11 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from traitlets import Integer, Unicode, observe
 
+from .._defaults import DEFAULT_PORT
 from .._exceptions import LakefnError
+from .._json_input import check_rows
 from .session import Session
 from .views import FunctionsView, InvocationView
-
-USAGE = """\
-%lakefn load [PATH]                      load app.yaml (a file or its folder; default ./app.yaml)
-%lakefn serve [--host H] [--port P]      serve in the background; returns at once with a link
-%lakefn stop                             stop the server (the port is free at once)
-%lakefn status                           serving or not, and where
-%lakefn invoke NAME [JSON]               run a function once (JSON: the HTTP body)
-%lakefn simulate NAME [--operation OP] [--replay-from V] [--version V] [--rows JSON]
-                                         hand a table function a new commit, or replay history
-%lakefn reload [NAME]                    re-import one function (default: all) from its file
-%lakefn logs [-n N]                      the last N invocations
-%lakefn run NAME [--scheduled-time ISO]  run a timer or table function as its job would
-%lakefn checkpoints                      table checkpoints and leases (from the state store)
-%lakefn checkpoints set FUNCTION VERSION [--force]
-                                         rewind or skip ahead: delivery resumes after VERSION
-%lakefn panel                            a control panel (ipywidgets)
-
-%%lakefn function NAME                   write the cell to functions/NAME_function.py, reload it
-
-`%lakefn SUBCOMMAND -h` shows a subcommand's options; `%config LakefnMagics` its settings.
-"""
 
 
 class _HelpShown(Exception):
@@ -55,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> _Parser:
     # argparse %-formats a given usage: the magic's own % signs are doubled.
-    parser = _Parser(prog="%lakefn", usage=USAGE.replace("%", "%%"), add_help=False)
+    parser = _Parser(prog="%lakefn", usage=_usage().replace("%", "%%"), add_help=False)
     commands = parser.add_subparsers(
         dest="command", parser_class=_Parser, metavar="SUBCOMMAND", prog="%lakefn"
     )
@@ -115,6 +97,11 @@ def build_parser() -> _Parser:
     return parser
 
 
+def _usage() -> str:
+    # One help text: the magic's docstring (what `%lakefn?` shows), also argparse's usage.
+    return (inspect.getdoc(LakefnMagics.lakefn) or "").split("\n\n", 1)[-1]
+
+
 def parse_json(text: str, what: str) -> Any:
     """JSON as typed after a magic: bare (`{"a": 1}`) or shell-quoted (`'{"a": 1}'`)."""
     text = text.strip()
@@ -143,9 +130,9 @@ class LakefnMagics(Magics):
     default_host = Unicode(
         "", help="Address `%lakefn serve` listens on; empty: 127.0.0.1 (0.0.0.0 on Databricks)."
     ).tag(config=True)
-    default_port = Integer(8000, help="Port `%lakefn serve` listens on; 0 picks a free one.").tag(
-        config=True
-    )
+    default_port = Integer(
+        DEFAULT_PORT, help="Port `%lakefn serve` listens on; 0 picks a free one."
+    ).tag(config=True)
     log_lines = Integer(20, help="Invocations `%lakefn logs` shows by default.").tag(config=True)
     panel_log_lines = Integer(50, help="Invocations the panel's log keeps.").tag(config=True)
 
@@ -178,7 +165,7 @@ class LakefnMagics(Magics):
                                                table function
         %lakefn reload [NAME]                  re-import one function (default: all)
         %lakefn logs [-n N]                    the last N invocations
-        %lakefn run NAME                       run a timer or table function as its job would
+        %lakefn run NAME [--scheduled-time ISO]  run a timer or table function as its job would
         %lakefn checkpoints                    table checkpoints and leases
         %lakefn checkpoints set FUNCTION VERSION [--force]
                                                rewind or skip ahead: delivery resumes
@@ -238,10 +225,7 @@ class LakefnMagics(Magics):
 
     def _do_simulate(self, args: argparse.Namespace) -> InvocationView:
         rows = parse_json(args.rows, "--rows") if args.rows else None
-        if rows is not None and not (
-            isinstance(rows, list) and all(isinstance(r, dict) for r in rows)
-        ):
-            raise UsageError("--rows must be a JSON list of objects, e.g. '[{\"id\": 1}]'")
+        rows = None if rows is None else check_rows(rows, "--rows")
         invocation = self.session.simulate(
             args.name,
             args.operation,

@@ -10,7 +10,6 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-import re
 import secrets
 import threading
 from collections.abc import Callable, Coroutine, Mapping
@@ -18,7 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._exceptions import FunctionNotFound, LakefnError, ServerError
+from .._defaults import ALL_INTERFACES, DEFAULT_PORT, FUNCTION_NAME, LOCAL_HOST
+from .._exceptions import BadFunctionName, FunctionNotFound, NoProject, NotATcpPort, WatchedByServer
 from .._loopthread import LoopThread
 from .links import build_link
 from .views import InvocationLog, InvocationView, LogCapture, ServerStatus
@@ -36,17 +36,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Listener = Callable[[str], None]
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
+DEFAULT_HOST = LOCAL_HOST
 #: seconds between the "tick" notifications (panel lag refresh) while serving
 TICK_SECONDS = 2.0
-
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class NoProject(LakefnError):
-    def __init__(self) -> None:
-        super().__init__("no project loaded: run `%lakefn load path/to/app.yaml` first")
 
 
 class Session:
@@ -120,7 +112,7 @@ class Session:
 
         runtime = self.require()
         # The driver proxy connects from outside the loopback interface.
-        default_host = "0.0.0.0" if in_databricks_notebook() else DEFAULT_HOST
+        default_host = ALL_INTERFACES if in_databricks_notebook() else DEFAULT_HOST
         host = host or self.default_host or default_host
         port = _check_port(self.default_port if port is None else port)
         with self._lock:
@@ -233,10 +225,7 @@ class Session:
         runtime = self.require()
         config = runtime.registry.config(name)
         if self.serving and isinstance(config.trigger, TableTrigger) and config.run_on == "app":
-            raise LakefnError(
-                f"{name} is watched by the running server, which delivers its new commits "
-                "itself; `%lakefn simulate` hands it a commit by hand, or stop the server first"
-            )
+            raise WatchedByServer(name)
         wait = DEFAULT_LEASE_WAIT if lease_wait is None else lease_wait
         coro = run_function(runtime, name, scheduled_time=scheduled_time, lease_wait=wait)
         return self.submit(coro).result()
@@ -253,8 +242,8 @@ class Session:
         from ..functions import module_path
 
         runtime = self.require()
-        if not _NAME.match(name):
-            raise LakefnError(f"{name!r} is not a valid function name (letters, digits, _)")
+        if not FUNCTION_NAME.fullmatch(name):
+            raise BadFunctionName(name)
         path = module_path(runtime.project.functions_dir, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(source if source.endswith("\n") else source + "\n", encoding="utf-8")
@@ -358,5 +347,5 @@ def _shown_path(path: Path) -> str:
 
 def _check_port(port: int) -> int:
     if not 0 <= port <= 65535:
-        raise ServerError(f"port {port} is not a TCP port (0-65535)")
+        raise NotATcpPort(port)
     return port

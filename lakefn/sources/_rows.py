@@ -38,8 +38,6 @@ HISTORY_COLUMNS = (
     "engineInfo",
 )
 
-CHANGE_COLUMNS = ("_change_type", "_commit_version", "_commit_timestamp")
-
 
 def commit_from_row(row: Mapping[str, Any] | Any) -> Commit:
     """One DESCRIBE HISTORY row (a mapping, or a Row with `asDict`) as a `Commit`."""

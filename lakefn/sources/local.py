@@ -22,7 +22,14 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError
 
-from .._exceptions import ChangeDataFeedUnavailable, TableError, TableNameError, TableNotFound
+from .._exceptions import (
+    BadTableRows,
+    ChangeDataFeedUnavailable,
+    TableExists,
+    TableNameError,
+    TableNotFound,
+    TableWriteFailed,
+)
 from .._tablename import TableName
 from ..abc import TableSource
 from ..events import Commit
@@ -273,11 +280,11 @@ def _as_arrow(data: pa.Table | Sequence[dict[str, Any]]) -> pa.Table:
         return data
     rows = list(data)
     if not rows:
-        raise TableError("no rows given: a Delta table needs at least a schema")
+        raise BadTableRows()
     try:
         return pa.Table.from_pylist(rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise TableError(f"rows do not make a table (each column needs one type): {exc}") from None
+        raise BadTableRows(exc) from None
 
 
 def create_table(
@@ -291,7 +298,7 @@ def create_table(
     """Create a local Delta table holding `data`; returns its version (0)."""
     path = path_for(root, name)
     if (path / _LOG).is_dir():
-        raise TableError(f"table {TableName.parse(name)} already exists at {path}")
+        raise TableExists(TableName.parse(name), path)
     path.mkdir(parents=True, exist_ok=True)
     config = {"delta.enableChangeDataFeed": "true"} if change_data_feed else None
     write_deltalake(
@@ -314,6 +321,6 @@ def append(
     try:
         write_deltalake(table, _as_arrow(rows), mode=mode)
     except Exception as exc:  # noqa: BLE001 - deltalake raises a bare Exception for cast errors
-        raise TableError(f"cannot {mode} to {TableName.parse(name)}: {exc}") from exc
+        raise TableWriteFailed(TableName.parse(name), mode, exc) from exc
     table.update_incremental()
     return table.version()

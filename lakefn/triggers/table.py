@@ -41,10 +41,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import (
+    BadCheckpointVersion,
     CheckpointConflict,
     HistoryGap,
     LakefnError,
+    NothingToReplay,
     SourceUnavailable,
+    StateStoreFailed,
     TableNotFound,
     WrongTrigger,
 )
@@ -615,15 +618,12 @@ class TableWatcher:
             raise WrongTrigger(name, kind, "unity_table")
         latest = await self._io(self.runtime.table_source.latest_version, state.table)
         if not -1 <= version <= latest:
-            raise LakefnError(
-                f"version {version}: {state.table} is at version {latest}, so a checkpoint is "
-                f"-1 (deliver from version 0) up to {latest}"
-            )
+            raise BadCheckpointVersion(version, state.table, latest)
         store = self.runtime.checkpoints
         try:
             own = name in self._watching and await self._hold_lease(state)
         except _StoreFailed as exc:
-            raise LakefnError(str(exc)) from exc
+            raise StateStoreFailed("call", reason=exc.__cause__) from exc
         if own:
             previous = await self._io(move, store, state.key, version)
             moved = CheckpointMoved(name, str(state.table), previous, version, None, 0.0)
@@ -670,7 +670,7 @@ class TableWatcher:
         if replay_from is not None:
             commits = await self._io(source.commits_since, state.table, replay_from - 1, MAX_BATCH)
             if not commits:
-                raise LakefnError(f"{state.table} has no versions from {replay_from} on to replay")
+                raise NothingToReplay(state.table, replay_from)
 
             def loader() -> pyarrow.Table:
                 return source.changes(state.table, commits[0].version, commits[-1].version)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from .. import _operations
 from .._exceptions import LakefnError
+from .._json_input import check_simulated_commit
 from .._model import MAX_VERSION, ConfigModel, check_table_name
 from ..abc import TriggerKind
 
@@ -23,9 +23,6 @@ if TYPE_CHECKING:
     from ..config import FunctionConfig
     from ..journal import Invocation
     from .table import TableWatcher
-
-#: what a by-hand run of a table function may name: the simulated commit
-SIMULATION_ARGS = ("operation", "rows", "version", "replay_from")
 
 
 class TableTrigger(ConfigModel):
@@ -90,8 +87,8 @@ class TableKind(TriggerKind):
             await self.watcher.stop()
 
     async def run_by_hand(self, name: str, payload: Any = None) -> Invocation:
-        """`payload` names the simulated commit: some of SIMULATION_ARGS, or None."""
-        return await self.watcher.simulate(name, **simulation_args(payload))
+        """`payload` names the simulated commit (see `check_simulated_commit`), or None."""
+        return await self.watcher.simulate(name, **check_simulated_commit(payload))
 
     def status(self) -> list[dict[str, Any]]:
         return self.watcher.status() if self.context.functions else []
@@ -104,15 +101,3 @@ class TableKind(TriggerKind):
             # The watcher's failures are this one, seen from each table: said once here.
             return [f"table triggers cannot open their checkpoint store: {store_problem}"]
         return self.watcher.problems()
-
-
-def simulation_args(payload: Any) -> dict[str, Any]:
-    """A manual invoke of a table function is a simulation; its payload names the commit."""
-    if payload is None:
-        return {}
-    if not isinstance(payload, dict) or set(payload) - set(SIMULATION_ARGS):
-        raise LakefnError(
-            "the input of a unity_table function is a simulated commit: an object with "
-            f"some of {', '.join(SIMULATION_ARGS)}; got {json.dumps(payload)[:200]}"
-        )
-    return payload

@@ -1,30 +1,12 @@
-"""Every error lakefn raises on purpose.
-
-    LakefnError
-    ├── ConfigError            app.yaml is wrong (all of its problems, with file, line, field)
-    ├── FunctionError
-    │   ├── FunctionNotFound   no function of that name in the project
-    │   ├── FunctionLoadError  a function module cannot be imported or has no `main`
-    │   └── WrongTrigger       asked to fire a timer or simulate a table on another kind
-    ├── HttpError              raised by a function to answer with a status (not a failure)
-    ├── InvocationTimeout      a function ran past its `timeout`
-    ├── Overloaded             no room to run a function now (HTTP 503, retry later)
-    ├── TableError
-    │   ├── TableNameError     not a Unity three-part name
-    │   ├── TableNotFound      the source has no such table
-    │   ├── SourceUnavailable  the source cannot be reached (or refused access)
-    │   │   └── StateStoreUnavailable  the state store (PostgreSQL) cannot be reached
-    │   ├── HistoryGap         commits needed are gone from the table's history
-    │   └── ChangeDataFeedUnavailable  `event.changes()` on a table without change data feed
-    ├── CheckpointConflict     another process moved a checkpoint under us
-    └── ServerError            the server cannot start (for example: port in use)
-
-Messages are built in `__init__`, so every raise site reads the same.
-"""
+"""The root of the tree, and the errors of the runtime: config, functions, tables, server."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..journal import Invocation
 
 
 class LakefnError(Exception):
@@ -80,6 +62,39 @@ class WrongTrigger(FunctionError):
         self.actual = actual
         self.wanted = wanted
         super().__init__(f"function {name!r} has a {actual} trigger, not {wanted}")
+
+
+class NotRunnable(FunctionError):
+    def __init__(self, name: str, kind: str) -> None:
+        self.name = name
+        super().__init__(
+            f"{name} is an {kind} function: `lakefn run` runs timer and unity_table functions "
+            f"(call an http function with `lakefn invoke {name}`)"
+        )
+
+
+class WatchedByServer(FunctionError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"{name} is watched by the running server, which delivers its new commits "
+            "itself; `%lakefn simulate` hands it a commit by hand, or stop the server first"
+        )
+
+
+class FunctionFailed(LakefnError):
+    """A function run from a test failed; `invocation` is its record, and the function's own
+    exception is chained as `__cause__`."""
+
+    def __init__(self, invocation: Invocation) -> None:
+        self.invocation = invocation
+        self.function = invocation.function
+        self.invocation_id = invocation.id
+        super().__init__(
+            f"function {invocation.function!r} failed (invocation {invocation.id}, "
+            f"{invocation.trigger} trigger, attempt {invocation.attempt}, "
+            f"status {invocation.status}): {invocation.error}"
+        )
 
 
 class HttpError(LakefnError):
@@ -172,7 +187,48 @@ class ChangeDataFeedUnavailable(TableError):
         )
 
 
-class CheckpointConflict(LakefnError):
+class NothingToReplay(TableError):
+    def __init__(self, table: object, replay_from: int) -> None:
+        self.table = table
+        self.replay_from = replay_from
+        super().__init__(f"{table} has no versions from {replay_from} on to replay")
+
+
+class BadTableRows(TableError):
+    """Rows that make no Delta table: none at all (no `reason`), or a column of mixed types."""
+
+    def __init__(self, reason: object = "") -> None:
+        if reason:
+            super().__init__(f"rows do not make a table (each column needs one type): {reason}")
+        else:
+            super().__init__("no rows given: a Delta table needs at least a schema")
+
+
+class TableExists(TableError):
+    def __init__(self, table: object, path: object) -> None:
+        self.table = table
+        super().__init__(f"table {table} already exists at {path}")
+
+
+class TableWriteFailed(TableError):
+    def __init__(self, table: object, mode: str, reason: object) -> None:
+        self.table = table
+        super().__init__(f"cannot {mode} to {table}: {reason}")
+
+
+class TableCheckFailed(TableError):
+    """A test's `lakefn.check(name)`: the watcher's check of the function's table failed."""
+
+    def __init__(self, function: str, error: object) -> None:
+        self.function = function
+        super().__init__(f"{function}: {error}")
+
+
+class CheckpointError(LakefnError):
+    """A checkpoint cannot be moved as asked."""
+
+
+class CheckpointConflict(CheckpointError):
     def __init__(self, key: str, expected: int | None, found: int | None) -> None:
         self.key = key
         self.expected = expected
@@ -182,3 +238,46 @@ class CheckpointConflict(LakefnError):
 
 class ServerError(LakefnError):
     """The server cannot start or stop as asked."""
+
+
+class PortInUse(ServerError):
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        super().__init__(
+            f"port {port} on {host} is already in use; stop what holds it or pick another "
+            "with --port"
+        )
+
+
+class CannotListen(ServerError):
+    def __init__(self, host: str, port: int, reason: object) -> None:
+        self.host, self.port = host, port
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+
+
+class NotATcpPort(ServerError):
+    def __init__(self, port: int) -> None:
+        self.port = port
+        super().__init__(f"port {port} is not a TCP port (0-65535)")
+
+
+class ServerNotStarted(ServerError):
+    """The app's startup failed (no address: uvicorn said why in the log), or the server on
+    `host:port` did not start, for `error` or in time."""
+
+    def __init__(self, host: str = "", port: int = 0, error: BaseException | None = None) -> None:
+        if not host:
+            super().__init__("the app failed to start; see the log above")
+            return
+        reason = f": {type(error).__name__}: {error}" if error else " in time"
+        super().__init__(f"the server on {host}:{port} did not start{reason}")
+
+
+class ServerBlocked(ServerError):
+    def __init__(self, port: int) -> None:
+        self.port = port
+        super().__init__(
+            f"the server on port {port} did not stop: its event loop is blocked, most "
+            "likely by an `async def main` calling blocking code (time.sleep, a sync "
+            "client). It stops, and frees the port, once that call returns."
+        )

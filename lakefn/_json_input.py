@@ -1,0 +1,69 @@
+"""What a user hands lakefn as JSON: rows (a simulated commit's changes, or rows to write to a
+table) and the simulated commit a manual invoke of a unity_table function stands for.
+
+One check for every door they come in by (`lakefn simulate --rows`, `%lakefn simulate --rows`,
+`lakefn tables create/append --rows`, and the simulated commit posted to
+`/lakefn/functions/{name}/invoke` or the console), so each refuses the same input with the same
+message, and nothing that is not a commit reaches the watcher.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._exceptions import BadOperation, BadSimulatedCommit, BadVersion, RowsError
+from ._model import MAX_VERSION
+
+#: what a simulated commit may name (the arguments of `simulate_table_change`)
+SIMULATED_COMMIT = ("operation", "rows", "version", "replay_from")
+
+
+def check_simulated_commit(payload: Any) -> dict[str, Any]:
+    """The manual invoke of a table function is a simulation: `payload` (parsed JSON) names the
+    commit, as keyword arguments for the watcher's `simulate`; InputError naming what is wrong."""
+    if payload is None:
+        return {}
+    if not isinstance(payload, dict) or set(payload) - set(SIMULATED_COMMIT):
+        raise BadSimulatedCommit(payload, SIMULATED_COMMIT)
+    operation = payload.get("operation")
+    if operation is not None and not (isinstance(operation, str) and operation.strip()):
+        raise BadOperation("operation")
+    for field in ("version", "replay_from"):
+        value = payload.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VERSION:
+            raise BadVersion(field, value, MAX_VERSION)
+    if payload.get("rows") is not None:
+        check_rows(payload["rows"], "rows")
+    return payload
+
+
+def check_rows(
+    value: Any, where: str = "--rows", *, non_empty: bool = False
+) -> list[dict[str, Any]]:
+    """`value` (parsed JSON) as a list of row objects, or RowsError naming `where` and the first
+    problem: not a list, an empty list when `non_empty`, or an item that is not an object."""
+    if not isinstance(value, list):
+        raise RowsError(where, f"got {_kind(value)}", non_empty=non_empty)
+    if non_empty and not value:
+        raise RowsError(where, "got an empty list", non_empty=True)
+    for index, row in enumerate(value):
+        if not isinstance(row, dict):
+            raise RowsError(where, f"item {index} is {_kind(row)}", non_empty=non_empty)
+    return value
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "an object"
+    return "a list" if isinstance(value, list) else type(value).__name__
