@@ -25,8 +25,8 @@ OUTSIDE_THE_TREE = {
     "lakefn._yaml.YamlLimitError": Exception,
     # control flow between reading a request body and the route that answers 413 / gives up;
     # the user sees the HTTP answer, never the exception
-    "lakefn.triggers.http.BodyTooLarge": Exception,
-    "lakefn.triggers.http.NoBody": Exception,
+    "lakefn.triggers.http_routes.BodyTooLarge": Exception,
+    "lakefn.triggers.http_routes.NoBody": Exception,
 }
 
 #: the classes that group others; raised only through a subclass
