@@ -43,6 +43,26 @@ CASES = [
     ("30 1,2,3 * * *", "0 30 1-3 * * ?", 366),
     ("* * * * *", "0 * * * * ?", 7),
     ("*/7 * 10 * *", "0 0/7 * 10 * ?", 366),
+    # the macros app.yaml accepts
+    ("@yearly", "0 0 0 1 1 ?", 366),
+    ("@annually", "0 0 0 1 1 ?", 366),
+    ("@monthly", "0 0 0 1 * ?", 366),
+    ("@weekly", "0 0 0 ? * SUN", 366),
+    ("@daily", "0 0 0 * * ?", 366),
+    ("@midnight", "0 0 0 * * ?", 366),
+    ("@hourly", "0 0 * * * ?", 366),
+    ("@DAILY", "0 0 0 * * ?", 366),
+    # names, ranges and steps as the cron parser reads them
+    ("0 0 * * FRI-SUN", "0 0 0 ? * SUN,FRI,SAT", 366),
+    ("0 9 * * mon-FRI/2", "0 0 9 ? * MON,WED,FRI", 366),
+    ("0 0 * FEB-dec/3 *", "0 0 0 * 2/3 ?", 366),
+    ("5/15 * * * *", "0 5/15 * * * ?", 7),
+    ("0 0/6 * * *", "0 0 0/6 * * ?", 366),
+    ("0 0 * * 1-7/2", "0 0 0 ? * SUN,MON,WED,FRI", 366),
+    ("0 12 */1 * */1", "0 0 12 * * ?", 366),
+    ("0 0 1-31 * */2", "0 0 0 ? * SUN,TUE,THU,SAT", 366),  # AND: dom is every day
+    ("0 0 1 * 0-6", "0 0 0 * * ?", 366),  # OR, day-of-week every day: every day
+    ("0 0 28-31 * *", "0 0 0 28-31 * ?", 366),
 ]
 
 
@@ -63,13 +83,18 @@ REFUSED = [
     ("0 0 1 * 1", "restricts both day-of-month (1) and day-of-week (1)"),
     ("0 0 1-15 * MON-FRI", "matching EITHER"),
     ("0 0 */2 * 1", "restricts day-of-month (*/2) and day-of-week (1) together"),
-    ("0 0 * * 8", "day-of-week value 8 is outside 0-7"),
-    ("60 * * * *", "minute value 60 is outside 0-59"),
-    ("0 0 * * 5-1", "day-of-week range '5-1' runs backwards"),
-    ("*/0 * * * *", "a step of 0"),
-    ("0 0 * * FUN", "day-of-week value 'FUN' is not a number or a name"),
-    ("0 0 * *", "not a 5-field cron expression"),
-    ("@daily", "not a 5-field cron expression"),
+    ("0 0 1 * 0-5", "restricts both day-of-month (1) and day-of-week (0-5)"),
+    ("0 0 1 * */2", "restricts day-of-month (1) and day-of-week (*/2) together"),
+    # not cron at all (app.yaml refuses these first): the cron parser's own words
+    ("0 0 * * 8", "day of week field '8': 8 is higher than the maximum 7"),
+    ("60 * * * *", "minute field '60': 60 is higher than the maximum 59"),
+    ("0 0 * * 5-1", "day of week field '5-1': range '5-1' runs backwards"),
+    ("*/0 * * * *", "step '0' must be a whole number above 0"),
+    ("0 0 * * FUN", "day of week field 'FUN': 'FUN' is not a number or a name"),
+    ("0 0 L * *", "(L, W, # and ? are not standard cron)"),
+    ("0 0 * *", "is not a 5-field cron expression"),
+    ("@fortnightly", "is not a 5-field cron expression"),
+    ("0 0 31 2 *", "can never fire"),
 ]
 
 
