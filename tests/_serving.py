@@ -15,12 +15,15 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from lakefn.sources.local import append, create_table
 from tests.conftest import LAKEFN, ProjectDir, free_port, wait_http
+
+if TYPE_CHECKING:
+    from lakefn.runtime import Runtime
 
 #: the table the table-function tests watch
 TABLE = "main.sales.orders"
@@ -153,6 +156,21 @@ def servers_for_a_test() -> Iterator[Servers]:
         yield servers
     finally:
         servers.kill_all()
+
+
+def runtimes_for_a_test(project: ProjectDir) -> Iterator[Callable[..., Runtime]]:
+    """A fixture's body: `make(**kwargs)` is `project.runtime(**kwargs)`, closed at the end."""
+    made: list[Runtime] = []
+
+    def make(**kwargs: Any) -> Runtime:
+        made.append(project.runtime(**kwargs))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for each in made:
+            each.close()
 
 
 def commit(project: ProjectDir | Path, n: int = 1, table: str = TABLE) -> None:

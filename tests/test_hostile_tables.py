@@ -24,7 +24,15 @@ import pytest
 from lakefn.checkpoints.sqlite import SQLiteCheckpointStore
 from lakefn.runtime import Runtime
 from lakefn.sources.local import append, path_for
-from tests._serving import TABLE, Served, Servers, new_table, servers_for_a_test, wait_for
+from tests._serving import (
+    TABLE,
+    Served,
+    Servers,
+    new_table,
+    runtimes_for_a_test,
+    servers_for_a_test,
+    wait_for,
+)
 from tests.conftest import ProjectDir
 
 KEY = f"watch|{TABLE}"
@@ -68,15 +76,7 @@ def catalog(proj: ProjectDir) -> Path:
 
 @pytest.fixture
 def runtime(proj: ProjectDir) -> Iterator[Callable[..., Runtime]]:
-    made: list[Runtime] = []
-
-    def make(**kwargs: Any) -> Runtime:
-        made.append(proj.runtime(**kwargs))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.close()
+    yield from runtimes_for_a_test(proj)
 
 
 @pytest.fixture

@@ -29,13 +29,20 @@ def pg_project(project: ProjectDir, postgres: PostgresServer) -> ProjectDir:
     return make_project(project, postgres.url(schema=new_schema()))
 
 
-def test_checkpoints_lists_version_and_the_live_lease(
-    pg_project: ProjectDir, servers: Callable[..., Served]
-) -> None:
+@pytest.fixture
+def delivered_three(pg_project: ProjectDir, servers: Callable[..., Served]) -> Served:
+    """A server on `pg_project` that has delivered versions 1 to 3."""
     server = servers(pg_project)
     ready(server)
     commit(pg_project, 3)
     wait_for(lambda: versions(pg_project) == [1, 2, 3])
+    return server
+
+
+def test_checkpoints_lists_version_and_the_live_lease(
+    pg_project: ProjectDir, delivered_three: Served
+) -> None:
+    server = delivered_three
     done = run_cli("checkpoints", "--json", cwd=pg_project.root, env=clean_env())
     assert done.returncode == 0, done.stderr
     [row] = json.loads(done.stdout)
@@ -47,12 +54,9 @@ def test_checkpoints_lists_version_and_the_live_lease(
 
 
 def test_set_is_refused_while_a_live_server_delivers_then_forced_rewinds_it(
-    pg_project: ProjectDir, servers: Callable[..., Served]
+    pg_project: ProjectDir, delivered_three: Served
 ) -> None:
-    server = servers(pg_project)
-    ready(server)
-    commit(pg_project, 3)
-    wait_for(lambda: versions(pg_project) == [1, 2, 3])
+    server = delivered_three
     refused = run_cli("checkpoints", "set", "sink", "0", cwd=pg_project.root, env=clean_env())
     assert refused.returncode == 1
     assert "holds the lease" in refused.stderr and "--force" in refused.stderr
