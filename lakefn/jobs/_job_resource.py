@@ -94,7 +94,7 @@ def job_resource(
 def _task_timeout(fn: FunctionConfig) -> int:
     # Every attempt may use the whole timeout, with the retry backoff between attempts.
     attempts = fn.retry.max_attempts
-    backoff = sum(fn.retry.backoff_seconds * 2**i for i in range(attempts - 1))
+    backoff: float = sum(fn.retry.backoff_seconds * 2**i for i in range(attempts - 1))
     return math.ceil((fn.timeout or 0) * attempts + backoff) + TASK_TIME_MARGIN
 
 
