@@ -1,6 +1,7 @@
 """cron -> Quartz: every conversion checked by evaluating both expressions independently
-(croniter for cron; a small Quartz evaluator written here, sharing nothing with the converter)
-over a year, in several time zones across their DST changes; and the refusals."""
+(croniter for cron; a small Quartz evaluator written here, sharing nothing with the converter,
+itself pinned to fire times Quartz computed) over a year, in several time zones across their DST
+changes; the macros, names and steps app.yaml accepts; and the refusals."""
 
 from __future__ import annotations
 
@@ -104,6 +105,40 @@ def test_schedules_quartz_cannot_say_are_refused(cron: str, message: str) -> Non
         to_quartz(cron)
     assert message in str(caught.value)
     assert str(caught.value).startswith(f"schedule {cron!r} cannot run as a Databricks Job")
+
+
+#: What Quartz itself (org.quartz.CronExpression 2.3.2, getNextValidTimeAfter) fires from
+#: 2026-01-28 to 2026-02-04 in America/New_York, local `MM-DD@HH:MM,...`: it pins the evaluator
+#: below to Quartz's reading of steps, lists, weekday names and month boundaries (`1/2` starts
+#: again on the 1st). Every conversion above was also compared with Quartz 2.3.2 directly over
+#: its whole span in every zone (DST-change days aside), with no difference.
+QUARTZ_ITSELF = {
+    "0 0/20 9-10 ? * MON-FRI": "01-28@09:00,09:20,09:40,10:00,10:20,10:40 "
+    "01-29@09:00,09:20,09:40,10:00,10:20,10:40 01-30@09:00,09:20,09:40,10:00,10:20,10:40 "
+    "02-02@09:00,09:20,09:40,10:00,10:20,10:40 02-03@09:00,09:20,09:40,10:00,10:20,10:40",
+    "0 0 0 1/2 * ?": "01-29@00:00 01-31@00:00 02-01@00:00 02-03@00:00",
+    "0 0 0 ? * SUN,FRI,SAT": "01-30@00:00 01-31@00:00 02-01@00:00",
+    "0 0 0 * 2/3 ?": "02-01@00:00 02-02@00:00 02-03@00:00",
+    "0 5/25 0 * * ?": "01-28@00:05,00:30,00:55 01-29@00:05,00:30,00:55 01-30@00:05,00:30,00:55 "
+    "01-31@00:05,00:30,00:55 02-01@00:05,00:30,00:55 02-02@00:05,00:30,00:55 "
+    "02-03@00:05,00:30,00:55",
+    "0 0 0 28-31 * ?": "01-28@00:00 01-29@00:00 01-30@00:00 01-31@00:00",
+}
+
+
+@pytest.mark.parametrize("expression", list(QUARTZ_ITSELF))
+def test_the_quartz_evaluator_fires_as_quartz_does(expression: str) -> None:
+    zone = ZoneInfo("America/New_York")
+    expected = set()
+    for day in QUARTZ_ITSELF[expression].split():
+        month_day, _, times = day.partition("@")
+        month, dom = map(int, month_day.split("-"))
+        for hm in times.split(","):
+            hour, minute = map(int, hm.split(":"))
+            at = datetime(2026, month, dom, hour, minute, tzinfo=zone)
+            expected.add(at.astimezone(timezone.utc))
+    fires = _quartz_fires(expression, "America/New_York", date(2026, 1, 28), date(2026, 2, 4))
+    assert fires == expected
 
 
 # -- the two evaluations -------------------------------------------------------------------
