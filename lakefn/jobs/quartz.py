@@ -12,7 +12,9 @@ where the languages do:
   restricted, neither starting with `*`, as crontab(5) says) or ANDs them (one starts with `*`
   but is not every day, such as `*/2`): those are the refusals.
 - On the days a daylight-saving change skips or repeats a wall time, each scheduler keeps its own
-  policy (the expression does not say); every other day fires at the same instants.
+  policy (the expression does not say); every other day fires at the same instants. Quartz 2.3.2
+  skips a time the clocks skip (lakefn runs a fixed time at the change) and fires a repeated
+  time in its second pass (lakefn: the first).
 """
 
 from __future__ import annotations
