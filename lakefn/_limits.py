@@ -135,26 +135,29 @@ def header_limited_protocol() -> type[asyncio.Protocol]:
             self._reading_headers = True
 
         def send_400_response(self, msg: str) -> None:
-            # uvicorn's own refusal (a malformed request) in text; ours and its, in JSON.
-            refusal = self._refusal
-            if refusal:
-                logger.warning("refused a request: %s", refusal)
-            body = _json_bytes(refusal or msg or "invalid HTTP request")
-            status = b"431 Request Header Fields Too Large" if refusal else b"400 Bad Request"
-            self.transport.write(
-                b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                b"connection: close\r\n\r\n%s" % (status, len(body), body)
-            )
-            if refusal is None:
-                self.transport.close()
-                return
-            # A lingering close: closing now, with the client's bytes unread, would reset the
-            # connection and could destroy the answer before the client reads it. Send it and
-            # our end-of-stream; drop what still comes; close when the client does, or soon.
-            self.transport.write_eof()
-            asyncio.get_running_loop().call_later(_LINGER_SECONDS, self.transport.close)
+            _send_refusal(self.transport, self._refusal, msg)
 
     return HeaderLimitedProtocol
+
+
+def _send_refusal(transport: asyncio.WriteTransport, refusal: str | None, msg: str) -> None:
+    """uvicorn's own refusal (a malformed request, `msg`) in text; ours and its, in JSON."""
+    if refusal:
+        logger.warning("refused a request: %s", refusal)
+    body = _json_bytes(refusal or msg or "invalid HTTP request")
+    status = b"431 Request Header Fields Too Large" if refusal else b"400 Bad Request"
+    transport.write(
+        b"HTTP/1.1 %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n%s" % (status, len(body), body)
+    )
+    if refusal is None:
+        transport.close()
+        return
+    # A lingering close: closing now, with the client's bytes unread, would reset the
+    # connection and could destroy the answer before the client reads it. Send it and our
+    # end-of-stream; drop what still comes; close when the client does, or soon.
+    transport.write_eof()
+    asyncio.get_running_loop().call_later(_LINGER_SECONDS, transport.close)
 
 
 #: the import string uvicorn takes as `http=` (a reloading server rebuilds it in a child)

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from ._defaults import GRACEFUL_SHUTDOWN
@@ -49,9 +50,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def serve(
     app_path: str | None, *, host: str, port: int, reload: bool = False, log_level: str = "info"
 ) -> int:
-    import uvicorn
-
-    from .project import find_app_yaml, load_functions, load_project
+    from .project import find_app_yaml
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -61,23 +60,37 @@ def serve(
     )
     app_yaml = find_app_yaml(app_path)
     if reload:
-        # Reload needs an import string: the child process rebuilds the app from this path.
-        load_functions(load_project(app_yaml))  # refuse a bad project before anything starts
-        bind_socket(host, port).close()  # a busy port: our message, not uvicorn's [Errno 98]
-        os.environ["LAKEFN_APP_YAML"] = str(app_yaml)
-        uvicorn.run(
-            "lakefn._serve:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            reload=True,
-            reload_dirs=[str(app_yaml.parent)],
-            reload_includes=["*.py", "*.yaml"],
-            log_level=log_level,
-            http=PROTOCOL,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
-        )
-        return 0
+        return _serve_reloading(app_yaml, host, port, log_level)
+    return _serve_once(app_yaml, host, port, log_level)
+
+
+def _serve_reloading(app_yaml: Path, host: str, port: int, log_level: str) -> int:
+    import uvicorn
+
+    from .project import load_functions, load_project
+
+    # Reload needs an import string: the child process rebuilds the app from this path.
+    load_functions(load_project(app_yaml))  # refuse a bad project before anything starts
+    bind_socket(host, port).close()  # a busy port: our message, not uvicorn's [Errno 98]
+    os.environ["LAKEFN_APP_YAML"] = str(app_yaml)
+    uvicorn.run(
+        "lakefn._serve:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        reload=True,
+        reload_dirs=[str(app_yaml.parent)],
+        reload_includes=["*.py", "*.yaml"],
+        log_level=log_level,
+        http=PROTOCOL,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+    )
+    return 0
+
+
+def _serve_once(app_yaml: Path, host: str, port: int, log_level: str) -> int:
+    import uvicorn
+
     from .server import create_app
 
     app = create_app(app_yaml)  # a bad app.yaml is refused here, before the port is taken

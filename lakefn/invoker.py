@@ -8,19 +8,18 @@ and it runs the function — sync ones on worker threads, async ones on the loop
 from __future__ import annotations
 
 import asyncio
-import collections
-import concurrent.futures
 import itertools
 import logging
 import os
 import time
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from ._exceptions import HttpError, InvocationTimeout, Overloaded
-from ._threads import ConcurrencyGate, DaemonThreadPool
+from ._outcomes import EXPIRED, Escaped, Inbox, being_cancelled, contained, expire
+from ._threads import ConcurrencyGate, DaemonThreadPool, Job
 from .events import Event, HttpEvent
 from .functions import FunctionRegistry, LoadedFunction
 from .journal import Invocation, Journal
@@ -57,7 +56,7 @@ class Invoker:
         self.pool = DaemonThreadPool(max_workers)
         self._sleep = sleep
         self._gates: dict[tuple[str, bool], ConcurrencyGate] = {}
-        self._inbox = _Inbox(None)
+        self._inbox = Inbox(None)
 
     async def invoke(
         self,
@@ -117,7 +116,7 @@ class Invoker:
         start = time.perf_counter()
         try:
             result = await self._call(function, event)
-            if isinstance(result, _Escaped):
+            if isinstance(result, Escaped):
                 _failed(invocation, event, result.exception)
             else:
                 invocation.result, invocation.status = result, "ok"
@@ -134,7 +133,7 @@ class Invoker:
             invocation.status, invocation.exception, invocation.error = "error", exc, str(exc)
             event.log.warning("%s", exc)
         except asyncio.CancelledError as exc:
-            if _being_cancelled(exc, str(function.path)):
+            if being_cancelled(exc, str(function.path)):
                 raise  # the server is stopping: not the function's doing
             _failed(invocation, event, exc)  # the function raised it itself
         except BaseException as exc:  # noqa: BLE001 - user code, even sys.exit(): recorded, logged, answered
@@ -163,7 +162,7 @@ class Invoker:
         if gate.limit is None and not timeout:
             # Unbounded and untimed (an async function, as declared by default): nothing to
             # count or watch, and the HTTP path is measured per microsecond.
-            return await _contained(function.main(event))
+            return await contained(function.main(event))
         if not await gate.acquire(timeout):
             raise Overloaded(
                 function.name,
@@ -181,13 +180,13 @@ class Invoker:
     ) -> Any:
         if not timeout:
             try:
-                return await _contained(function.main(event))
+                return await contained(function.main(event))
             finally:
                 gate.release()
         # A task of its own, so a timeout can leave it. asyncio re-raises SystemExit and
         # KeyboardInterrupt out of the loop when a task raises them, which would kill the
-        # server: `_contained` hands them back as a value, which `_attempt` records.
-        task = asyncio.ensure_future(_contained(function.main(event)))
+        # server: `contained` hands them back as a value, which `_attempt` records.
+        task = asyncio.ensure_future(contained(function.main(event)))
         task.add_done_callback(lambda _: gate.release())
         # asyncio.wait, not wait_for: a TimeoutError the function raises itself must stay
         # the function's error, not pass for lakefn's timeout.
@@ -211,7 +210,7 @@ class Invoker:
         future: asyncio.Future[Any] = loop.create_future()
         inbox = self._inbox
         if inbox.loop is not loop:  # one loop at a time, as a rule: the server's
-            inbox = self._inbox = _Inbox(loop)
+            inbox = self._inbox = Inbox(loop)
 
         def finished(result: Any, error: BaseException | None) -> None:
             # On the worker thread: the slot is released even if this loop is gone by then.
@@ -227,7 +226,7 @@ class Invoker:
             raise
         # A timer that settles the future itself, rather than asyncio.wait: no task, set or
         # callbacks per call.
-        timer = loop.call_later(timeout, _expire, future) if timeout else None
+        timer = loop.call_later(timeout, expire, future) if timeout else None
         try:
             result = await future
         except asyncio.CancelledError:
@@ -237,12 +236,19 @@ class Invoker:
         finally:
             if timer is not None:
                 timer.cancel()
-        if result is not _EXPIRED:
+        if result is not EXPIRED:
             return result
-        assert timeout  # only its timer settles a future with _EXPIRED
+        assert timeout  # only its timer settles a future with EXPIRED
+        raise self._timed_out(function, job, gate, timeout)
+
+    def _timed_out(
+        self, function: LoadedFunction, job: Job, gate: ConcurrencyGate, timeout: float
+    ) -> InvocationTimeout:
+        """A sync call whose time ran out: dropped if it has not started, else its thread is
+        abandoned."""
         if job.cancel():
             gate.release()  # not started yet: it never will be
-            raise InvocationTimeout(function.name, timeout)
+            return InvocationTimeout(function.name, timeout)
         # A thread cannot be stopped: it is abandoned, finishes on its own, and no longer
         # counts against the pool, so timed-out calls cannot starve the next ones.
         self.pool.abandon(job)
@@ -252,139 +258,10 @@ class Invoker:
             function.name,
             self.pool.abandoned,
         )
-        raise InvocationTimeout(function.name, timeout)
+        return InvocationTimeout(function.name, timeout)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)  # waits for idle workers only, never for a function
-
-
-#: raised by user code, these must not travel through asyncio as exceptions: a task re-raises
-#: SystemExit and KeyboardInterrupt out of the loop (killing the server), and a GeneratorExit
-#: that passes through an awaited future resurfaces when the awaiting coroutine returns.
-_SPECIAL = (SystemExit, KeyboardInterrupt, GeneratorExit)
-
-
-class _Escaped:
-    """One of `_SPECIAL` that a function raised, carried to `_attempt` as a value."""
-
-    __slots__ = ("exception",)
-
-    def __init__(self, exception: BaseException) -> None:
-        self.exception = exception
-
-
-async def _contained(call: Coroutine[Any, Any, Any]) -> Any:
-    try:
-        return await call
-    except _SPECIAL as exc:
-        return _Escaped(exc)
-    except asyncio.CancelledError as exc:
-        # Raised by the function itself, it would end a task of its own as "cancelled" and
-        # then pass for a cancel from outside: carried as a value too.
-        code = getattr(call, "cr_code", None)
-        if _being_cancelled(exc, code.co_filename if code is not None else None):
-            raise
-        return _Escaped(exc)
-
-
-class _Inbox:
-    """Outcomes of sync calls on their way to one loop. Under load many calls end between two
-    turns of the loop: one wake-up (a system call on the worker, a callback on the loop)
-    carries them all, rather than one each.
-
-    Lock-free under the GIL: `post` appends, then schedules a drain unless one is pending;
-    `_drain` clears the flag, then empties the deque, so nothing posted is left behind.
-    """
-
-    __slots__ = ("loop", "_items", "_scheduled")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        self.loop = loop
-        self._items: collections.deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = (
-            collections.deque()
-        )
-        self._scheduled = False
-
-    def post(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-        """From a worker thread."""
-        self._items.append((future, result, error))
-        if not self._scheduled:
-            self._scheduled = True
-            try:
-                assert self.loop is not None
-                self.loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:  # closed: nobody is waiting any more
-                self._items.clear()
-                self._scheduled = False
-
-    def _drain(self) -> None:
-        self._scheduled = False
-        items = self._items
-        while items:
-            future, result, error = items.popleft()
-            try:
-                _settle(future, result, error)
-            except Exception:  # noqa: BLE001 - the rest must still be settled
-                logger.exception("lakefn: could not hand a sync call's outcome over")
-
-
-#: what a sync call's future holds when its timeout came first (no function returns it)
-_EXPIRED = object()
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_result(_EXPIRED)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    """On the loop: hand a worker's outcome to the coroutine awaiting it."""
-    if future.done():
-        return
-    if exc is None:
-        future.set_result(result)
-        return
-    if isinstance(exc, (*_SPECIAL, asyncio.CancelledError, concurrent.futures.CancelledError)):
-        # See `_SPECIAL`: carried as a value. A CancelledError from a worker thread is the
-        # function's own, never a cancel of the awaiting task: it must not pass for one.
-        future.set_result(_Escaped(exc))
-        return
-    if isinstance(exc, StopIteration):
-        # A future cannot carry it (asyncio raises TypeError and the caller would wait
-        # forever); an async function's StopIteration becomes this RuntimeError too (PEP 479).
-        error = RuntimeError(f"function raised {type(exc).__name__}")
-        error.__cause__ = exc
-        exc = error
-    converted = _FROM_CONCURRENT.get(type(exc))
-    future.set_exception(exc if converted is None else converted(*exc.args))
-
-
-#: what asyncio.wrap_future converts (before Python 3.11, the TimeoutErrors differ)
-_FROM_CONCURRENT: dict[type[BaseException], type[BaseException]] = {
-    theirs: ours
-    for theirs, ours in (
-        (concurrent.futures.CancelledError, asyncio.CancelledError),
-        (concurrent.futures.TimeoutError, asyncio.TimeoutError),
-        (concurrent.futures.InvalidStateError, asyncio.InvalidStateError),
-    )
-    if theirs is not ours
-}
-
-
-def _being_cancelled(exc: BaseException, source: str | None) -> bool:
-    """Is the running task being cancelled from outside (the server stopping, a client gone)?
-    If not, a CancelledError came from the function itself."""
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
-    if cancelling is not None:
-        return bool(cancelling() > 0)
-    # Python 3.10 counts no cancel requests. A cancel from outside is thrown into the
-    # coroutine where it waits, in asyncio or a library; one the function raises itself
-    # starts in the function's own module.
-    frame = exc.__traceback__
-    while frame is not None and frame.tb_next is not None:
-        frame = frame.tb_next
-    return frame is None or frame.tb_frame.f_code.co_filename != source
 
 
 def _failed(invocation: Invocation, event: Event, exc: BaseException) -> None:

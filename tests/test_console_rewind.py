@@ -9,8 +9,6 @@ delivered. Nothing is timed: a test waits for what it expects to see in that fil
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,6 +17,7 @@ import pytest
 from lakefn.checkpoints.sqlite import SQLiteCheckpointStore
 from lakefn.checkpoints.tools import list_checkpoints
 from lakefn.sources.local import append, create_table
+from tests._serving import commit, wait_for
 
 APP = """\
 access:
@@ -58,16 +57,6 @@ RETURNS = "main.sales.returns"
 OTHER = "other-host:4242:feedbeef"
 REWIND = "/lakefn/console/rewind"
 FRAGMENT = {"X-Lakefn-Fragment": "1"}
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Poll until `predicate` holds; the timeout only keeps a broken build from hanging."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        time.sleep(0.05)
-    return value
 
 
 @pytest.fixture
@@ -122,8 +111,7 @@ def rewind(server: Any, function: str, version: str, **extra: str) -> httpx.Resp
 def test_an_admin_rewinds_a_watched_table_and_the_running_server_delivers_it_again(
     server,
 ) -> None:
-    append(server.runtime.project.root / "catalog", ORDERS, [{"id": 1}])
-    append(server.runtime.project.root / "catalog", ORDERS, [{"id": 2}])
+    commit(server.runtime.project.root, 2, ORDERS)
     wait_for(lambda: delivered(server) == [1, 2])
     wait_for(lambda: checkpoint(server, "sink") == 2)
 
@@ -146,7 +134,7 @@ def test_an_admin_rewinds_a_watched_table_and_the_running_server_delivers_it_aga
     # ... and its watcher delivers those versions again, then goes on as before.
     wait_for(lambda: delivered(server) == [1, 2, 1, 2])
     wait_for(lambda: checkpoint(server, "sink") == 2)
-    append(server.runtime.project.root / "catalog", ORDERS, [{"id": 3}])
+    commit(server.runtime.project.root, 1, ORDERS)
     wait_for(lambda: delivered(server) == [1, 2, 1, 2, 3])
 
     # With JavaScript: the result alone, to show in place. Back to -1: the whole history.
@@ -159,7 +147,7 @@ def test_an_admin_rewinds_a_watched_table_and_the_running_server_delivers_it_aga
 def test_a_rewind_while_a_delivery_runs_is_not_saved_over(server) -> None:
     root = server.runtime.project.root
     (root / "slow").touch()
-    append(root / "catalog", ORDERS, [{"id": 1}])
+    commit(root, 1, ORDERS)
     wait_for(lambda: (root / "started.log").exists())  # version 1 is being handed over
     # To the very version the running delivery started from: a compare-and-set alone would
     # let its save pass, and version 1 would not come again.
@@ -207,7 +195,7 @@ def test_another_process_lease_is_refused_unless_forced(server) -> None:
 
 
 def test_viewers_strangers_and_other_sites_cannot_rewind(server, monkeypatch) -> None:
-    append(server.runtime.project.root / "catalog", ORDERS, [{"id": 1}])
+    commit(server.runtime.project.root, 1, ORDERS)
     wait_for(lambda: delivered(server) == [1])
     token = csrf(server.client.get("/").text)
     form = {"csrf": token, "function": "sink", "version": "-1"}

@@ -6,95 +6,36 @@ a notebook session's threads. One test per thing a user relies on.
 from __future__ import annotations
 
 import contextlib
-import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from lakefn.sources.local import append, create_table
-from tests.conftest import LAKEFN, ProjectDir, free_port, run_cli, wait_http
+from lakefn.sources.local import create_table
+from tests._serving import (
+    TABLE,
+    Served,
+    Servers,
+    clean_env,
+    commit,
+    serve_command,
+    servers_for_a_test,
+    wait_for,
+)
+from tests.conftest import ProjectDir, free_port, run_cli
 
 UVICORN = str(Path(sys.executable).with_name("uvicorn"))
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
-    env.update(extra)
-    return env
-
-
-class Served:
-    """A server subprocess on a port of its own, its output in a file."""
-
-    def __init__(self, command: list[str], cwd: Path, port: int, **env: str) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = cwd / f"serve-{port}.log"
-        self.log = self.log_path.open("w")
-        self.process = subprocess.Popen(
-            command, cwd=cwd, env=_env(**env), stdout=self.log, stderr=subprocess.STDOUT
-        )
-
-    def wait_ready(self) -> Served:
-        wait_http(f"{self.url}/healthz", timeout=30)
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def output(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text()
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        if self.alive:
-            self.process.send_signal(sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=30)
-        if self.alive:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
-
-
 @pytest.fixture
-def spawn() -> Iterator[Callable[..., Served]]:
-    started: list[Served] = []
-
-    def start(command: list[str], cwd: Path, port: int | None = None, **env: str) -> Served:
-        served = Served(command, cwd, port or free_port(), **env)
-        started.append(served)
-        return served
-
-    yield start
-    for served in started:
-        served.stop(signal.SIGKILL)
-
-
-def lakefn_serve(spawn, root: Path, *args: str, **env: str) -> Served:
-    port = free_port()
-    command = [LAKEFN, "serve", "--port", str(port), "--log-level", "warning", *args]
-    return spawn(command, root, port, **env)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        time.sleep(0.05)
-    return value
+def spawn() -> Iterator[Servers]:
+    yield from servers_for_a_test()
 
 
 # -- a function's BaseException is its own failure ---------------------------------------------
@@ -138,10 +79,8 @@ def raising(tmp_path_factory) -> Iterator[Served]:
     ]
     project.function("tick", "import sys\n\nasync def main(event):\n    sys.exit(4)\n")
     project.config("\n".join(lines) + "\n")
-    served = Served([LAKEFN, "serve", "--port", str(free_port())], root, 0)
-    served.port = int(served.process.args[-1])  # type: ignore[index]
-    served.url = f"http://127.0.0.1:{served.port}"
-    served.wait_ready()
+    port = free_port()
+    served = Served(serve_command(port, log_level="info"), root, port).wait_ready()
     yield served
     served.stop(signal.SIGKILL)
 
@@ -162,9 +101,6 @@ def test_a_timer_function_that_calls_sys_exit_fails_alone(raising) -> None:
     assert raising.alive and httpx.get(f"{raising.url}/healthz").status_code == 200
 
 
-TABLE = "main.sales.orders"
-
-
 def test_a_table_function_that_calls_sys_exit_is_retried_not_a_crash_loop(project, spawn) -> None:
     project.config(
         f"""\
@@ -179,11 +115,10 @@ def test_a_table_function_that_calls_sys_exit_is_retried_not_a_crash_loop(projec
     )
     project.function("sink", "import sys\n\nasync def main(event):\n    sys.exit(1)\n")
     create_table(project.root / "catalog", TABLE, [{"id": 0}])
-    served = lakefn_serve(spawn, project.root).wait_ready()
-    tables = lambda: httpx.get(f"{served.url}/lakefn/tables").json()[0]  # noqa: E731
-    wait_for(lambda: tables()["last_processed_version"] is not None)
-    append(project.root / "catalog", TABLE, [{"id": 1}])
-    status = wait_for(lambda: (s := tables())["consecutive_failures"] >= 2 and s)
+    served = spawn.lakefn(project.root)
+    wait_for(lambda: served.tables()["last_processed_version"] is not None)
+    commit(project.root)
+    status = wait_for(lambda: (s := served.tables())["consecutive_failures"] >= 2 and s)
     assert "SystemExit" in status["last_error"] and status["last_processed_version"] == 0
     assert served.alive
 
@@ -214,7 +149,7 @@ def sleepy(project) -> ProjectDir:
 
 
 def test_serve_reload_stops_on_sigterm_with_a_sync_request_running(sleepy, spawn) -> None:
-    served = lakefn_serve(spawn, sleepy.root, "--reload").wait_ready()
+    served = spawn.lakefn(sleepy.root, "--reload")
 
     def call() -> None:
         with contextlib.suppress(httpx.HTTPError):
@@ -232,7 +167,7 @@ def test_serve_reload_on_a_busy_port_says_so_plainly(sleepy) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        r = run_cli("serve", "--reload", "--port", str(port), cwd=sleepy.root, env=_env())
+        r = run_cli("serve", "--reload", "--port", str(port), cwd=sleepy.root, env=clean_env())
     assert r.returncode == 1
     assert f"port {port} on 127.0.0.1 is already in use" in r.stderr
     assert "Errno" not in r.stderr + r.stdout and "Traceback" not in r.stderr
@@ -299,7 +234,7 @@ def plain(project) -> ProjectDir:
 
 
 def test_lakefn_serve_refuses_a_huge_header_with_431_without_holding_it(plain, spawn) -> None:
-    served = lakefn_serve(spawn, plain.root).wait_ready()
+    served = spawn.lakefn(plain.root)
     assert _big_header(served.port, 1).startswith(b"HTTP/1.1 431")  # and settles allocations
     before = _peak_rss_kb(served.process.pid)
     answers = [_big_header(served.port, 16) for _ in range(3)]
@@ -312,7 +247,7 @@ def test_lakefn_serve_refuses_a_huge_header_with_431_without_holding_it(plain, s
 
 
 def test_lakefn_serve_refuses_500_headers_with_431(plain, spawn) -> None:
-    served = lakefn_serve(spawn, plain.root).wait_ready()
+    served = spawn.lakefn(plain.root)
     answer = _many_headers(served.port, 500)
     assert answer.startswith(b"HTTP/1.1 431") and b"more than 100 headers" in answer
     assert httpx.get(f"{served.url}/hello").json() == {"hello": 1}

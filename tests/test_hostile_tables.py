@@ -23,11 +23,18 @@ import pytest
 
 from lakefn.checkpoints.sqlite import SQLiteCheckpointStore
 from lakefn.runtime import Runtime
-from lakefn.sources.local import append, create_table, path_for
+from lakefn.sources.local import append, path_for
+from tests._serving import (
+    TABLE,
+    Served,
+    Servers,
+    new_table,
+    runtimes_for_a_test,
+    servers_for_a_test,
+    wait_for,
+)
 from tests.conftest import ProjectDir
-from tests.test_watcher_process import Server
 
-TABLE = "main.sales.orders"
 KEY = f"watch|{TABLE}"
 
 #: appends the versions of each call to deliveries.jsonl, fsynced before returning
@@ -69,28 +76,17 @@ def catalog(proj: ProjectDir) -> Path:
 
 @pytest.fixture
 def runtime(proj: ProjectDir) -> Iterator[Callable[..., Runtime]]:
-    made: list[Runtime] = []
-
-    def make(**kwargs: Any) -> Runtime:
-        made.append(proj.runtime(**kwargs))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.close()
+    yield from runtimes_for_a_test(proj)
 
 
 @pytest.fixture
-def servers(proj: ProjectDir) -> Iterator[Callable[[], Server]]:
-    started: list[Server] = []
+def spawn() -> Iterator[Servers]:
+    yield from servers_for_a_test()
 
-    def start() -> Server:
-        started.append(Server(proj))
-        return started[-1]
 
-    yield start
-    for server in started:
-        server.stop(signal.SIGKILL)
+@pytest.fixture
+def servers(proj: ProjectDir, spawn: Servers) -> Callable[[], Served]:
+    return lambda: spawn.lakefn(proj.root)
 
 
 def deliveries(proj: ProjectDir) -> list[list[int]]:
@@ -98,25 +94,6 @@ def deliveries(proj: ProjectDir) -> list[list[int]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Poll until `predicate` holds; the timeout only keeps a broken build from hanging."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        time.sleep(0.05)
-    return value
-
-
-def new_table(catalog: Path, versions: int) -> None:
-    """A table at version `versions - 1`: created, then appended to."""
-    create_table(catalog, TABLE, [{"id": 0}])
-    for i in range(1, versions):
-        append(catalog, TABLE, [{"id": i}])
 
 
 class Pace:
@@ -240,7 +217,7 @@ async def test_a_state_file_repaired_while_serving_lets_table_triggers_run_again
 
 
 def test_a_state_file_deleted_while_serving_is_recreated_and_a_restart_delivers_nothing_again(
-    proj: ProjectDir, catalog: Path, servers: Callable[[], Server]
+    proj: ProjectDir, catalog: Path, servers: Callable[[], Served]
 ) -> None:
     new_table(catalog, 1)
     state = proj.root / "state.db"
@@ -291,7 +268,7 @@ async def test_a_state_file_deleted_while_idle_is_recreated_by_the_next_lease_re
 
 
 def test_a_recreated_table_that_caught_up_with_the_checkpoint_is_delivered_from_version_0(
-    proj: ProjectDir, catalog: Path, servers: Callable[[], Server]
+    proj: ProjectDir, catalog: Path, servers: Callable[[], Served]
 ) -> None:
     new_table(catalog, 3)
     first = servers()

@@ -1,6 +1,7 @@
 """cron -> Quartz: every conversion checked by evaluating both expressions independently
-(croniter for cron; a small Quartz evaluator written here, sharing nothing with the converter)
-over a year, in several time zones across their DST changes; and the refusals."""
+(croniter for cron; a small Quartz evaluator written here, sharing nothing with the converter,
+itself pinned to fire times Quartz computed) over a year, in several time zones across their DST
+changes; the macros, names and steps app.yaml accepts; and the refusals."""
 
 from __future__ import annotations
 
@@ -43,6 +44,26 @@ CASES = [
     ("30 1,2,3 * * *", "0 30 1-3 * * ?", 366),
     ("* * * * *", "0 * * * * ?", 7),
     ("*/7 * 10 * *", "0 0/7 * 10 * ?", 366),
+    # the macros app.yaml accepts
+    ("@yearly", "0 0 0 1 1 ?", 366),
+    ("@annually", "0 0 0 1 1 ?", 366),
+    ("@monthly", "0 0 0 1 * ?", 366),
+    ("@weekly", "0 0 0 ? * SUN", 366),
+    ("@daily", "0 0 0 * * ?", 366),
+    ("@midnight", "0 0 0 * * ?", 366),
+    ("@hourly", "0 0 * * * ?", 366),
+    ("@DAILY", "0 0 0 * * ?", 366),
+    # names, ranges and steps as the cron parser reads them
+    ("0 0 * * FRI-SUN", "0 0 0 ? * SUN,FRI,SAT", 366),
+    ("0 9 * * mon-FRI/2", "0 0 9 ? * MON,WED,FRI", 366),
+    ("0 0 * FEB-dec/3 *", "0 0 0 * 2/3 ?", 366),
+    ("5/15 * * * *", "0 5/15 * * * ?", 7),
+    ("0 0/6 * * *", "0 0 0/6 * * ?", 366),
+    ("0 0 * * 1-7/2", "0 0 0 ? * SUN,MON,WED,FRI", 366),
+    ("0 12 */1 * */1", "0 0 12 * * ?", 366),
+    ("0 0 1-31 * */2", "0 0 0 ? * SUN,TUE,THU,SAT", 366),  # AND: dom is every day
+    ("0 0 1 * 0-6", "0 0 0 * * ?", 366),  # OR, day-of-week every day: every day
+    ("0 0 28-31 * *", "0 0 0 28-31 * ?", 366),
 ]
 
 
@@ -63,13 +84,18 @@ REFUSED = [
     ("0 0 1 * 1", "restricts both day-of-month (1) and day-of-week (1)"),
     ("0 0 1-15 * MON-FRI", "matching EITHER"),
     ("0 0 */2 * 1", "restricts day-of-month (*/2) and day-of-week (1) together"),
-    ("0 0 * * 8", "day-of-week value 8 is outside 0-7"),
-    ("60 * * * *", "minute value 60 is outside 0-59"),
-    ("0 0 * * 5-1", "day-of-week range '5-1' runs backwards"),
-    ("*/0 * * * *", "a step of 0"),
-    ("0 0 * * FUN", "day-of-week value 'FUN' is not a number or a name"),
-    ("0 0 * *", "not a 5-field cron expression"),
-    ("@daily", "not a 5-field cron expression"),
+    ("0 0 1 * 0-5", "restricts both day-of-month (1) and day-of-week (0-5)"),
+    ("0 0 1 * */2", "restricts day-of-month (1) and day-of-week (*/2) together"),
+    # not cron at all (app.yaml refuses these first): the cron parser's own words
+    ("0 0 * * 8", "day of week field '8': 8 is higher than the maximum 7"),
+    ("60 * * * *", "minute field '60': 60 is higher than the maximum 59"),
+    ("0 0 * * 5-1", "day of week field '5-1': range '5-1' runs backwards"),
+    ("*/0 * * * *", "step '0' must be a whole number above 0"),
+    ("0 0 * * FUN", "day of week field 'FUN': 'FUN' is not a number or a name"),
+    ("0 0 L * *", "(L, W, # and ? are not standard cron)"),
+    ("0 0 * *", "is not a 5-field cron expression"),
+    ("@fortnightly", "is not a 5-field cron expression"),
+    ("0 0 31 2 *", "can never fire"),
 ]
 
 
@@ -79,6 +105,40 @@ def test_schedules_quartz_cannot_say_are_refused(cron: str, message: str) -> Non
         to_quartz(cron)
     assert message in str(caught.value)
     assert str(caught.value).startswith(f"schedule {cron!r} cannot run as a Databricks Job")
+
+
+#: What Quartz itself (org.quartz.CronExpression 2.3.2, getNextValidTimeAfter) fires from
+#: 2026-01-28 to 2026-02-04 in America/New_York, local `MM-DD@HH:MM,...`: it pins the evaluator
+#: below to Quartz's reading of steps, lists, weekday names and month boundaries (`1/2` starts
+#: again on the 1st). Every conversion above was also compared with Quartz 2.3.2 directly over
+#: its whole span in every zone (DST-change days aside), with no difference.
+QUARTZ_ITSELF = {
+    "0 0/20 9-10 ? * MON-FRI": "01-28@09:00,09:20,09:40,10:00,10:20,10:40 "
+    "01-29@09:00,09:20,09:40,10:00,10:20,10:40 01-30@09:00,09:20,09:40,10:00,10:20,10:40 "
+    "02-02@09:00,09:20,09:40,10:00,10:20,10:40 02-03@09:00,09:20,09:40,10:00,10:20,10:40",
+    "0 0 0 1/2 * ?": "01-29@00:00 01-31@00:00 02-01@00:00 02-03@00:00",
+    "0 0 0 ? * SUN,FRI,SAT": "01-30@00:00 01-31@00:00 02-01@00:00",
+    "0 0 0 * 2/3 ?": "02-01@00:00 02-02@00:00 02-03@00:00",
+    "0 5/25 0 * * ?": "01-28@00:05,00:30,00:55 01-29@00:05,00:30,00:55 01-30@00:05,00:30,00:55 "
+    "01-31@00:05,00:30,00:55 02-01@00:05,00:30,00:55 02-02@00:05,00:30,00:55 "
+    "02-03@00:05,00:30,00:55",
+    "0 0 0 28-31 * ?": "01-28@00:00 01-29@00:00 01-30@00:00 01-31@00:00",
+}
+
+
+@pytest.mark.parametrize("expression", list(QUARTZ_ITSELF))
+def test_the_quartz_evaluator_fires_as_quartz_does(expression: str) -> None:
+    zone = ZoneInfo("America/New_York")
+    expected = set()
+    for day in QUARTZ_ITSELF[expression].split():
+        month_day, _, times = day.partition("@")
+        month, dom = map(int, month_day.split("-"))
+        for hm in times.split(","):
+            hour, minute = map(int, hm.split(":"))
+            at = datetime(2026, month, dom, hour, minute, tzinfo=zone)
+            expected.add(at.astimezone(timezone.utc))
+    fires = _quartz_fires(expression, "America/New_York", date(2026, 1, 28), date(2026, 2, 4))
+    assert fires == expected
 
 
 # -- the two evaluations -------------------------------------------------------------------

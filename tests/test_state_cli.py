@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -13,28 +12,16 @@ from typing import Any
 import pytest
 
 from tests._postgres import PostgresServer, new_schema
+from tests._serving import TABLE, Served, clean_env, commit, project_servers, wait_for
 from tests.conftest import ProjectDir, run_cli
 from tests.test_notebook_magics import ip, magic, sample  # noqa: F401 - fixtures
-from tests.test_state_postgres import Server, make_project, ready
-from tests.test_watcher_process import TABLE, commit, versions, wait_for
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
-    return {**env, **extra}
+from tests.test_state_postgres import make_project, ready
+from tests.test_watcher_process import versions
 
 
 @pytest.fixture
-def servers() -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
-
-    def start(project: ProjectDir, env: dict[str, str] | None = None) -> Server:
-        started.append(Server(project, env))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop(signal.SIGKILL)
+def servers() -> Iterator[Callable[..., Served]]:
+    yield from project_servers()
 
 
 @pytest.fixture
@@ -42,36 +29,40 @@ def pg_project(project: ProjectDir, postgres: PostgresServer) -> ProjectDir:
     return make_project(project, postgres.url(schema=new_schema()))
 
 
-def test_checkpoints_lists_version_and_the_live_lease(
-    pg_project: ProjectDir, servers: Callable[..., Server]
-) -> None:
+@pytest.fixture
+def delivered_three(pg_project: ProjectDir, servers: Callable[..., Served]) -> Served:
+    """A server on `pg_project` that has delivered versions 1 to 3."""
     server = servers(pg_project)
     ready(server)
     commit(pg_project, 3)
     wait_for(lambda: versions(pg_project) == [1, 2, 3])
-    done = run_cli("checkpoints", "--json", cwd=pg_project.root, env=cli_env())
+    return server
+
+
+def test_checkpoints_lists_version_and_the_live_lease(
+    pg_project: ProjectDir, delivered_three: Served
+) -> None:
+    server = delivered_three
+    done = run_cli("checkpoints", "--json", cwd=pg_project.root, env=clean_env())
     assert done.returncode == 0, done.stderr
     [row] = json.loads(done.stdout)
     assert (row["function"], row["table"], row["version"]) == ("sink", TABLE, 3)
     assert row["lease_holder"].split(":")[1] == str(server.pid)
     assert row["updated_at"] and row["lease_expires"] > row["updated_at"]
-    text = run_cli("checkpoints", cwd=pg_project.root, env=cli_env()).stdout
+    text = run_cli("checkpoints", cwd=pg_project.root, env=clean_env()).stdout
     assert "LEASE HOLDER" in text and f"sink      {TABLE}  3" in text
 
 
 def test_set_is_refused_while_a_live_server_delivers_then_forced_rewinds_it(
-    pg_project: ProjectDir, servers: Callable[..., Server]
+    pg_project: ProjectDir, delivered_three: Served
 ) -> None:
-    server = servers(pg_project)
-    ready(server)
-    commit(pg_project, 3)
-    wait_for(lambda: versions(pg_project) == [1, 2, 3])
-    refused = run_cli("checkpoints", "set", "sink", "0", cwd=pg_project.root, env=cli_env())
+    server = delivered_three
+    refused = run_cli("checkpoints", "set", "sink", "0", cwd=pg_project.root, env=clean_env())
     assert refused.returncode == 1
     assert "holds the lease" in refused.stderr and "--force" in refused.stderr
     assert f":{server.pid}:" in refused.stderr
     forced = run_cli(
-        "checkpoints", "set", "sink", "0", "--force", cwd=pg_project.root, env=cli_env()
+        "checkpoints", "set", "sink", "0", "--force", cwd=pg_project.root, env=clean_env()
     )
     assert forced.returncode == 0, forced.stderr
     assert "checkpoint 3 -> 0" in forced.stdout
@@ -83,7 +74,7 @@ def test_set_is_refused_while_a_live_server_delivers_then_forced_rewinds_it(
 
 
 def test_set_skips_ahead_while_no_server_runs_and_honours_lakefn_state(
-    project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Server]
+    project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Served]
 ) -> None:
     # app.yaml names a SQLite file; LAKEFN_STATE points every command at PostgreSQL instead.
     proj = make_project(project, "state.db")
@@ -93,7 +84,7 @@ def test_set_skips_ahead_while_no_server_runs_and_honours_lakefn_state(
     server.stop(signal.SIGTERM)
     commit(proj, 5)
     moved = run_cli(
-        "checkpoints", "set", "sink", "3", cwd=proj.root, env=cli_env(LAKEFN_STATE=state)
+        "checkpoints", "set", "sink", "3", cwd=proj.root, env=clean_env(LAKEFN_STATE=state)
     )
     assert moved.returncode == 0, moved.stderr
     assert "checkpoint 0 -> 3" in moved.stdout and "starts at version 4" in moved.stdout
@@ -101,13 +92,13 @@ def test_set_skips_ahead_while_no_server_runs_and_honours_lakefn_state(
     wait_for(lambda: versions(proj) == [4, 5])
     assert not (proj.root / "state.db").exists()
     wrong = run_cli(
-        "checkpoints", "set", "nope", "3", cwd=proj.root, env=cli_env(LAKEFN_STATE=state)
+        "checkpoints", "set", "nope", "3", cwd=proj.root, env=clean_env(LAKEFN_STATE=state)
     )
     assert wrong.returncode == 1 and "not a unity_table function" in wrong.stderr
 
 
 def test_logs_shows_invocations_across_restarts_with_their_log_lines(
-    project: ProjectDir, servers: Callable[..., Server]
+    project: ProjectDir, servers: Callable[..., Served]
 ) -> None:
     proj = make_project(project, "state.db")
     proj.function(
@@ -124,23 +115,23 @@ def test_logs_shows_invocations_across_restarts_with_their_log_lines(
     wait_for(lambda: len(first.invocations()) >= 1 and _delivered_up_to(first) == 2)
     first.stop(signal.SIGTERM)
     servers(proj)  # a new process: the history is still there
-    shown = run_cli("logs", "-n", "5", "--function", "sink", cwd=proj.root, env=cli_env())
+    shown = run_cli("logs", "-n", "5", "--function", "sink", cwd=proj.root, env=clean_env())
     assert shown.returncode == 0, shown.stderr
     assert "sink  ok" in shown.stdout
     assert "| INFO [" in shown.stdout and "saw version 2" in shown.stdout
-    as_json = run_cli("logs", "--json", cwd=proj.root, env=cli_env()).stdout.splitlines()
+    as_json = run_cli("logs", "--json", cwd=proj.root, env=clean_env()).stdout.splitlines()
     entries = [json.loads(line) for line in as_json]
     assert {e["process"].rpartition(":")[2] for e in entries} == {str(first.pid)}
-    none = run_cli("logs", "--function", "other", cwd=proj.root, env=cli_env())
+    none = run_cli("logs", "--function", "other", cwd=proj.root, env=clean_env())
     assert none.returncode == 0 and none.stdout == ""
 
 
-def _delivered_up_to(server: Server) -> int | None:
+def _delivered_up_to(server: Served) -> int | None:
     return server.tables()["last_processed_version"]  # type: ignore[no-any-return]
 
 
 def test_local_state_on_a_databricks_app_is_called_out_with_the_fix(
-    project: ProjectDir, servers: Callable[..., Server]
+    project: ProjectDir, servers: Callable[..., Served]
 ) -> None:
     proj = make_project(project, ".lakefn/state.db")
     as_app = {"DATABRICKS_APP_NAME": "orders-app"}
@@ -149,20 +140,20 @@ def test_local_state_on_a_databricks_app_is_called_out_with_the_fix(
     assert "state: lakebase" in server.tables()["state_warning"]
     assert "emptied at every deploy" in server.tables()["state_warning"]
     assert "state: lakebase" in server.output()  # logged at start
-    validated = run_cli("validate", cwd=proj.root, env=cli_env(**as_app))
+    validated = run_cli("validate", cwd=proj.root, env=clean_env(**as_app))
     assert validated.returncode == 0
     assert "warning:" in validated.stderr and "state: lakebase" in validated.stderr
     assert "sink" in validated.stderr  # names the functions whose versions are at risk
 
 
 def test_no_warning_with_shared_state_or_outside_an_app(
-    project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Server]
+    project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Served]
 ) -> None:
     proj = make_project(project, postgres.url(schema=new_schema()))
     server = servers(proj, env={"DATABRICKS_APP_NAME": "orders-app"})
     ready(server)
     assert "state_warning" not in server.tables()
-    validated = run_cli("validate", cwd=proj.root, env=cli_env(DATABRICKS_APP_NAME="x"))
+    validated = run_cli("validate", cwd=proj.root, env=clean_env(DATABRICKS_APP_NAME="x"))
     assert validated.returncode == 0 and "warning" not in validated.stderr
 
 
@@ -178,10 +169,10 @@ def test_a_bad_state_setting_is_refused_with_file_line_and_field(
     project: ProjectDir, state: str, problem: str | None
 ) -> None:
     make_project(project, state)
-    done = run_cli("validate", cwd=project.root, env=cli_env())
+    done = run_cli("validate", cwd=project.root, env=clean_env())
     if problem is None:
         done = run_cli(
-            "checkpoints", cwd=project.root, env=cli_env(PGHOST="h", PGDATABASE="d", PGUSER="u")
+            "checkpoints", cwd=project.root, env=clean_env(PGHOST="h", PGDATABASE="d", PGUSER="u")
         )
         assert done.returncode == 1 and "takes only ?schema=NAME" in done.stderr
         return

@@ -8,15 +8,12 @@ The table function appends each version it is handed to a file and fsyncs it bef
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 
@@ -26,8 +23,9 @@ from lakefn.checkpoints.lakebase import LakebaseCheckpointStore
 from lakefn.checkpoints.selection import open_store
 from lakefn.sources.local import create_table
 from tests._postgres import PostgresServer, new_schema
-from tests.conftest import LAKEFN, ProjectDir, free_port, wait_http
-from tests.test_watcher_process import SINK, TABLE, commit, delivered, versions, wait_for
+from tests._serving import TABLE, Served, commit, project_servers, wait_for
+from tests.conftest import ProjectDir
+from tests.test_watcher_process import SINK, delivered, versions
 
 APP = (
     "tables: {local_root: catalog, source: local}\n"
@@ -39,46 +37,7 @@ APP = (
 )
 
 
-class Server:
-    """One `lakefn serve` process on the project, logging at info to a file of its own."""
-
-    def __init__(self, project: ProjectDir, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
-        self.log_path = project.root / f"serve-{self.port}.log"
-        self.log = self.log_path.open("w")
-        self.process = subprocess.Popen(
-            [LAKEFN, "serve", "--port", str(self.port), "--log-level", "info"],
-            cwd=project.root,
-            env={**base, **(env or {})},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_http(f"{self.url}/healthz", timeout=30)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tables(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.url}/lakefn/tables", timeout=5).json()[0])
-
-    def invocations(self) -> list[dict[str, Any]]:
-        answer = httpx.get(f"{self.url}/lakefn/invocations?limit=1000", timeout=5)
-        return list(answer.json())
-
-    def output(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        self.process.wait(timeout=20)
-        self.log.close()
-
-
-def processes(server: Server) -> set[str]:
+def processes(server: Served) -> set[str]:
     """The pids of the processes whose invocations `server`'s journal shows."""
     return {entry.get("process", "").rpartition(":")[2] for entry in server.invocations()}
 
@@ -91,24 +50,16 @@ def make_project(project: ProjectDir, state: str) -> ProjectDir:
 
 
 @pytest.fixture
-def servers() -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
-
-    def start(project: ProjectDir, env: dict[str, str] | None = None) -> Server:
-        started.append(Server(project, env))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop(signal.SIGKILL)
+def servers() -> Iterator[Callable[..., Served]]:
+    yield from project_servers()
 
 
-def ready(server: Server) -> None:
+def ready(server: Served) -> None:
     wait_for(lambda: server.tables()["last_processed_version"] is not None)
 
 
 def test_two_servers_on_postgres_deliver_50_versions_once_even_when_one_is_killed(
-    project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Server]
+    project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Served]
 ) -> None:
     proj = make_project(project, postgres.url(schema=new_schema()))
     one = servers(proj)
@@ -141,7 +92,7 @@ def test_two_servers_on_postgres_deliver_50_versions_once_even_when_one_is_kille
 
 
 def test_postgres_stopped_while_serving_deliveries_resume_by_themselves(
-    project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Server]
+    project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Served]
 ) -> None:
     proj = make_project(project, postgres.url(schema=new_schema()))
     server = servers(proj)
@@ -185,7 +136,7 @@ def test_postgres_stopped_while_serving_deliveries_resume_by_themselves(
 
 
 def test_state_lakebase_from_the_pg_variables_with_pgpassword(
-    project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Server]
+    project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Served]
 ) -> None:
     schema = new_schema()
     proj = make_project(project, f"lakebase?schema={schema}")

@@ -23,171 +23,32 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import psycopg
-from psycopg import sql
 
 from .._exceptions import (
     BadStateSchema,
     CheckpointConflict,
-    StateLayoutTooNew,
     StateStoreUnavailable,
 )
 from ..abc import CheckpointStore
+from ._pg_connections import DEFAULT_SCHEMA, Connections, describe_conninfo, split_state_url
+from ._pg_schema import SCHEMA_VERSION, Statements, create_schema
+
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "SCHEMA_VERSION",
+    "Connections",
+    "PostgresCheckpointStore",
+    "describe_conninfo",
+    "split_state_url",
+]
 
 logger = logging.getLogger("lakefn.state")
 T = TypeVar("T")
-
-#: the layout this lakefn writes; a store at a higher version was made by a newer lakefn
-SCHEMA_VERSION = 1
-DEFAULT_SCHEMA = "lakefn"
-
-_TABLES = """
-CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer NOT NULL);
-CREATE TABLE IF NOT EXISTS {s}.checkpoints (
-    key text PRIMARY KEY,
-    version bigint NOT NULL,
-    updated_at double precision NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {s}.leases (
-    key text PRIMARY KEY,
-    owner text NOT NULL,
-    expires_at double precision NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {s}.table_ids (
-    key text PRIMARY KEY,
-    table_id text NOT NULL,
-    updated_at double precision NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {s}.invocations (
-    id text PRIMARY KEY,
-    function text NOT NULL,
-    recorded_at double precision NOT NULL,
-    entry text NOT NULL
-);
-CREATE INDEX IF NOT EXISTS invocations_recent ON {s}.invocations (recorded_at DESC);
-CREATE INDEX IF NOT EXISTS invocations_function ON {s}.invocations (function, recorded_at DESC);
-"""
-
-
-class Connections:
-    """A few reusable connections, made on demand, each with a password asked for afresh.
-
-    Not psycopg_pool: its background reconnection logs a warning per attempt and makes a
-    checkout wait out the pool timeout while the server is down; a state check must instead
-    fail at once (one clear log line) and simply connect again on the next check. Broken
-    connections are dropped on return; `discard_idle` drops the rest after a failure, since
-    a restarted server has closed them all.
-    """
-
-    def __init__(
-        self,
-        conninfo: str,
-        *,
-        password: Callable[[], str | None] | None = None,
-        keep: int = 4,
-        connect_timeout: float = 5.0,
-    ) -> None:
-        self.conninfo = conninfo
-        self._password = password
-        self._keep = keep
-        self._connect_timeout = connect_timeout
-        self._idle: list[psycopg.Connection[Any]] = []
-        self._lock = threading.Lock()
-        #: every password handed to a connection, to scrub from error messages
-        self.secrets: set[str] = set()
-        self.made = 0
-        try:
-            given = psycopg.conninfo.conninfo_to_dict(conninfo).get("password")
-        except psycopg.Error:
-            given = None
-        if given:
-            self.secrets.add(str(given))
-
-    def connect(self) -> psycopg.Connection[Any]:
-        kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "connect_timeout": max(1, round(self._connect_timeout)),
-        }
-        password = self._password() if self._password is not None else None
-        if password:
-            self.secrets.add(password)
-            kwargs["password"] = password
-        conn = psycopg.connect(self.conninfo, **kwargs)
-        self.made += 1
-        # Short transactions, also when a lock is contended or the server is slow.
-        conn.execute("SET statement_timeout = '15s'")
-        conn.execute("SET lock_timeout = '10s'")
-        return conn
-
-    @contextmanager
-    def connection(self) -> Iterator[tuple[psycopg.Connection[Any], bool]]:
-        """A connection and whether it was reused (so may have died while idle)."""
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
-        reused = conn is not None
-        if conn is None:
-            conn = self.connect()
-        try:
-            yield conn, reused
-        finally:
-            self._give_back(conn)
-
-    def _give_back(self, conn: psycopg.Connection[Any]) -> None:
-        healthy = (
-            not conn.closed
-            and not conn.broken
-            and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        )
-        with self._lock:
-            if healthy and len(self._idle) < self._keep:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    def discard_idle(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-    def close(self) -> None:
-        self.discard_idle()
-
-
-def split_state_url(state: str) -> tuple[str, str]:
-    """(conninfo for libpq, schema name): lakefn's own `schema=` query parameter is taken out
-    of the URL, libpq would refuse it."""
-    parts = urlsplit(state)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((v for k, v in query if k == "schema"), DEFAULT_SCHEMA)
-    rest = [(k, v) for k, v in query if k != "schema"]
-    return parts._replace(query=urlencode(rest)).geturl(), schema
-
-
-def describe_conninfo(conninfo: str) -> str:
-    """postgresql://user@host:port/db, never the password (from the URL, the environment
-    or ~/.pgpass alike)."""
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(conninfo)
-    except psycopg.Error:
-        return "postgresql://(unparsable connection string)"
-    info = {**_env_params(), **{k: str(v) for k, v in params.items() if v is not None}}
-    user = f"{info['user']}@" if info.get("user") else ""
-    port = f":{info['port']}" if info.get("port") else ""
-    return f"postgresql://{user}{info.get('host', 'localhost')}{port}/{info.get('dbname', '')}"
-
-
-def _env_params() -> dict[str, str]:
-    import os
-
-    names = {"PGHOST": "host", "PGPORT": "port", "PGUSER": "user", "PGDATABASE": "dbname"}
-    return {key: os.environ[env] for env, key in names.items() if os.environ.get(env)}
 
 
 class PostgresCheckpointStore(CheckpointStore):
@@ -224,7 +85,7 @@ class PostgresCheckpointStore(CheckpointStore):
         self._ready = False
         self._ready_lock = threading.Lock()
         self._down = False
-        self._sql = _Statements(schema)
+        self._sql = Statements(schema)
 
     @classmethod
     def from_state(cls, state: str, project_root: Path) -> PostgresCheckpointStore:
@@ -263,6 +124,14 @@ class PostgresCheckpointStore(CheckpointStore):
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if not self._ready:
+                create_schema(conn, self.schema, self.where)
+                self._ready = True
+
     def _unavailable(self, exc: BaseException) -> StateStoreUnavailable:
         reason = self._scrub(f"{type(exc).__name__}: {exc}".strip())
         if not self._down:
@@ -278,30 +147,6 @@ class PostgresCheckpointStore(CheckpointStore):
         for secret in self._connections.secrets:
             text = text.replace(secret, "***")
         return " ".join(text.split())
-
-    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
-        if self._ready:
-            return
-        with self._ready_lock:
-            if self._ready:
-                return
-            schema = sql.Identifier(self.schema)
-            with conn.transaction():
-                # Two processes starting at once would race on CREATE ... IF NOT EXISTS.
-                conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"lakefn:{self.schema}",)
-                )
-                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
-                for statement in _TABLES.split(";"):
-                    if statement.strip():
-                        conn.execute(sql.SQL(statement.strip()).format(s=schema))  # type: ignore[arg-type]
-                row = conn.execute(self._sql.version).fetchone()
-                found = None if row is None else row[0]
-                if found is None:
-                    conn.execute(self._sql.set_version, (SCHEMA_VERSION,))
-                elif found > SCHEMA_VERSION:
-                    raise StateLayoutTooNew(self.where, self.schema, found, SCHEMA_VERSION)
-            self._ready = True
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -422,62 +267,3 @@ class PostgresCheckpointStore(CheckpointStore):
 
     def close(self) -> None:
         self._connections.close()
-
-
-class _Statements:
-    """Every statement, with the schema name quoted in once."""
-
-    def __init__(self, schema: str) -> None:
-        s = sql.Identifier(schema)
-
-        def q(text: str) -> sql.Composed:
-            return sql.SQL(text).format(s=s)  # type: ignore[arg-type]
-
-        self.version = q("SELECT max(version) FROM {s}.schema_version")
-        self.set_version = q("INSERT INTO {s}.schema_version (version) VALUES (%s)")
-        self.load = q("SELECT version FROM {s}.checkpoints WHERE key = %s")
-        self.insert = q(
-            "INSERT INTO {s}.checkpoints (key, version, updated_at) VALUES (%s, %s, %s) "
-            "ON CONFLICT (key) DO NOTHING RETURNING key"
-        )
-        self.update = q(
-            "UPDATE {s}.checkpoints SET version = %s, updated_at = %s "
-            "WHERE key = %s AND version = %s RETURNING key"
-        )
-        # The lease lands only when free, expired, or already ours (a renewal).
-        self.acquire = q(
-            "INSERT INTO {s}.leases AS l (key, owner, expires_at) VALUES (%s, %s, %s) "
-            "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, "
-            "expires_at = excluded.expires_at "
-            "WHERE l.owner = excluded.owner OR l.expires_at <= %s RETURNING l.owner"
-        )
-        self.lease = q("SELECT owner, expires_at FROM {s}.leases WHERE key = %s")
-        self.take_over = q(
-            "UPDATE {s}.leases SET owner = %s, expires_at = %s WHERE key = %s AND owner = %s"
-        )
-        self.release = q("DELETE FROM {s}.leases WHERE key = %s AND owner = %s")
-        self.items = q("SELECT key, version FROM {s}.checkpoints ORDER BY key")
-        self.details = q(
-            "SELECT c.key, c.version, c.updated_at, l.owner, l.expires_at "
-            "FROM {s}.checkpoints c LEFT JOIN {s}.leases l ON l.key = c.key ORDER BY c.key"
-        )
-        self.load_table_id = q("SELECT table_id FROM {s}.table_ids WHERE key = %s")
-        self.save_table_id = q(
-            "INSERT INTO {s}.table_ids (key, table_id, updated_at) VALUES (%s, %s, %s) "
-            "ON CONFLICT (key) DO UPDATE SET table_id = excluded.table_id, "
-            "updated_at = excluded.updated_at"
-        )
-        self.append_invocation = q(
-            "INSERT INTO {s}.invocations (id, function, recorded_at, entry) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO NOTHING"
-        )
-        self.recent = q("SELECT entry FROM {s}.invocations ORDER BY recorded_at DESC, id LIMIT %s")
-        self.recent_of = q(
-            "SELECT entry FROM {s}.invocations WHERE function = %s "
-            "ORDER BY recorded_at DESC, id LIMIT %s"
-        )
-        # Older than the age bound, or past the newest `keep`.
-        self.prune = q(
-            "DELETE FROM {s}.invocations WHERE recorded_at < %s OR id IN ("
-            "SELECT id FROM {s}.invocations ORDER BY recorded_at DESC, id OFFSET %s)"
-        )

@@ -42,6 +42,24 @@ def build_parser() -> _Parser:
         dest="command", parser_class=_Parser, metavar="SUBCOMMAND", prog="%lakefn"
     )
 
+    _add_serving(commands)
+    _add_running(commands)
+
+    checkpoints = commands.add_parser("checkpoints", help="table checkpoints and leases")
+    checkpoints.add_argument("action", nargs="?", choices=["set"], help="set: move one")
+    checkpoints.add_argument("function", nargs="?")
+    checkpoints.add_argument("version", nargs="?", type=int)
+    checkpoints.add_argument("--table", help="the table (default: the function's own)")
+    checkpoints.add_argument(
+        "--force", action="store_true", help="even while a live process delivers the table"
+    )
+
+    commands.add_parser("panel", help="a control panel")
+    return parser
+
+
+def _add_serving(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """load, serve, stop, status."""
     load = commands.add_parser("load", help="load app.yaml")
     load.add_argument("path", nargs="?", help="app.yaml or its folder (default: ./app.yaml)")
 
@@ -56,6 +74,9 @@ def build_parser() -> _Parser:
     commands.add_parser("stop", help="stop the server")
     commands.add_parser("status", help="serving or not, and where")
 
+
+def _add_running(commands: argparse._SubParsersAction[_Parser]) -> None:
+    """invoke, simulate, reload, logs, run."""
     invoke = commands.add_parser("invoke", help="run a function once")
     invoke.add_argument("name")
     invoke.add_argument("payload", nargs="?", help="JSON: the body of an HTTP function")
@@ -83,18 +104,6 @@ def build_parser() -> _Parser:
     run.add_argument(
         "--lease-wait", type=float, help="seconds to wait for another run's lease (default 300)"
     )
-
-    checkpoints = commands.add_parser("checkpoints", help="table checkpoints and leases")
-    checkpoints.add_argument("action", nargs="?", choices=["set"], help="set: move one")
-    checkpoints.add_argument("function", nargs="?")
-    checkpoints.add_argument("version", nargs="?", type=int)
-    checkpoints.add_argument("--table", help="the table (default: the function's own)")
-    checkpoints.add_argument(
-        "--force", action="store_true", help="even while a live process delivers the table"
-    )
-
-    commands.add_parser("panel", help="a control panel")
-    return parser
 
 
 def _usage() -> str:

@@ -1,0 +1,187 @@
+"""The glue tests share around a real server process and a real table: start `lakefn serve` (or
+any server command) on a port of its own with its output in a file, wait for /healthz, stop it
+(killing whatever a test left running); wait for what a test expects; commit to a local Delta
+table.
+
+Nothing here is timed: `wait_for` waits for a condition, its timeout only keeps a broken build
+from hanging.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from lakefn.sources.local import append, create_table
+from tests.conftest import LAKEFN, ProjectDir, free_port, wait_http
+
+if TYPE_CHECKING:
+    from lakefn.runtime import Runtime
+
+#: the table the table-function tests watch
+TABLE = "main.sales.orders"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the machine's DATABRICKS_* and LAKEFN_* settings,
+    plus `extra`: a subprocess sees only what the test gives it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
+    return {**env, **extra}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll until `predicate` holds and return its value."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        time.sleep(0.05)
+    return value
+
+
+def serve_command(port: int, *args: str, log_level: str = "warning") -> list[str]:
+    return [LAKEFN, "serve", "--port", str(port), "--log-level", log_level, *args]
+
+
+class Served:
+    """A server subprocess on a port of its own, its output in `serve-PORT.log` in `cwd`."""
+
+    def __init__(
+        self, command: list[str], cwd: Path, port: int, env: dict[str, str] | None = None
+    ) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = cwd / f"serve-{port}.log"
+        self.log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=clean_env(**(env or {})),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self) -> Served:
+        wait_http(f"{self.url}/healthz", timeout=30)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text()
+
+    def tables(self) -> dict[str, Any]:
+        """The first row of /lakefn/tables."""
+        return dict(httpx.get(f"{self.url}/lakefn/tables", timeout=5).json()[0])
+
+    def invocations(self) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.url}/lakefn/invocations?limit=1000", timeout=5).json())
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> None:
+        """Send `sig` and wait for the process to end; one that does not is killed, and the
+        test fails (SIGTERM must stop a server)."""
+        if self.alive:
+            self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(
+                f"{self.process.args} did not end within {timeout} s of {sig!r}"
+            ) from None
+        finally:
+            self.log.close()
+
+
+class Servers:
+    """The servers one test starts; those still running at its end are killed."""
+
+    def __init__(self) -> None:
+        self.started: list[Served] = []
+
+    def __call__(
+        self, command: list[str], cwd: Path, port: int | None = None, **env: str
+    ) -> Served:
+        """`command` started (not yet ready) on `port` (default: a free one)."""
+        served = Served(command, cwd, port or free_port(), env)
+        self.started.append(served)
+        return served
+
+    def lakefn(
+        self,
+        root: Path,
+        *args: str,
+        log_level: str = "warning",
+        env: dict[str, str] | None = None,
+    ) -> Served:
+        """`lakefn serve ARGS` on the project at `root`, serving."""
+        port = free_port()
+        served = self(serve_command(port, *args, log_level=log_level), root, port, **(env or {}))
+        return served.wait_ready()
+
+    def kill_all(self) -> None:
+        for served in self.started:
+            if not served.log.closed:
+                served.stop(signal.SIGKILL)
+
+
+def project_servers(log_level: str = "info") -> Iterator[Callable[..., Served]]:
+    """A fixture's body: `start(project, env=None)` runs `lakefn serve` on the project, serving."""
+    servers = Servers()
+    try:
+        yield lambda project, env=None: servers.lakefn(project.root, log_level=log_level, env=env)
+    finally:
+        servers.kill_all()
+
+
+def servers_for_a_test() -> Iterator[Servers]:
+    """A fixture's body: `yield from servers_for_a_test()`."""
+    servers = Servers()
+    try:
+        yield servers
+    finally:
+        servers.kill_all()
+
+
+def runtimes_for_a_test(project: ProjectDir) -> Iterator[Callable[..., Runtime]]:
+    """A fixture's body: `make(**kwargs)` is `project.runtime(**kwargs)`, closed at the end."""
+    made: list[Runtime] = []
+
+    def make(**kwargs: Any) -> Runtime:
+        made.append(project.runtime(**kwargs))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for each in made:
+            each.close()
+
+
+def commit(project: ProjectDir | Path, n: int = 1, table: str = TABLE) -> None:
+    """`n` new versions of `table` in the project's local catalog (`catalog/`), a row each."""
+    root = project.root if isinstance(project, ProjectDir) else project
+    for _ in range(n):
+        append(root / "catalog", table, [{"id": 1}])
+
+
+def new_table(catalog: Path, versions: int, table: str = TABLE) -> None:
+    """`table` at version `versions - 1`: created, then appended to."""
+    create_table(catalog, table, [{"id": 0}])
+    for i in range(1, versions):
+        append(catalog, table, [{"id": i}])
