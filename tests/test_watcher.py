@@ -4,7 +4,7 @@ real Runtime (and, where the polling loop matters, the real server under uvicorn
 Most tests drive `watcher.check(name)` by hand so every step is deterministic; the ones about
 what happens between checks (missing tables, concurrency, /lakefn/tables) let the watcher's own
 tasks run at a small check_interval. Where time itself is the subject (backoff, lease expiry),
-the runtime is handed a `sleep` or a `wall_clock` the test controls: no assertion here depends
+the runtime is handed a `sleep` or a `FakeClock` the test controls: no assertion here depends
 on how fast the machine is.
 """
 
@@ -29,6 +29,7 @@ from lakefn.checkpoints.sqlite import SQLiteCheckpointStore
 from lakefn.journal import Invocation, Journal
 from lakefn.runtime import Runtime
 from lakefn.sources.local import LocalDeltaSource, append, create_table, path_for
+from lakefn.testing import FakeClock
 from tests.conftest import ProjectDir
 
 TABLE = "main.sales.orders"
@@ -168,14 +169,9 @@ class Pace:
         await asyncio.sleep(0)
 
 
-class Seconds:
-    """Wall-clock seconds that move only when the test moves them (for leases)."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+def store_seconds(clock: FakeClock) -> Callable[[], float]:
+    """`clock`'s time as a checkpoint store reads it for leases: seconds since the epoch."""
+    return lambda: clock.now().timestamp()
 
 
 @pytest.fixture
@@ -760,19 +756,19 @@ async def test_a_holder_whose_lease_lapsed_and_was_taken_over_reloads_the_checkp
 ) -> None:
     recording(project, table_function(start="latest"))
     create_table(catalog, TABLE, rows(0))
-    seconds = Seconds()
+    clock = FakeClock()
     state = project.root / "state.db"
     # Two servers on one state file; the lease's time is the test's to move.
-    one = runtime(checkpoints=SQLiteCheckpointStore(state, clock=seconds), wall_clock=seconds)
-    two = runtime(checkpoints=SQLiteCheckpointStore(state, clock=seconds), wall_clock=seconds)
+    one = runtime(checkpoints=SQLiteCheckpointStore(state, clock=store_seconds(clock)), clock=clock)
+    two = runtime(checkpoints=SQLiteCheckpointStore(state, clock=store_seconds(clock)), clock=clock)
     await one.watcher.check("watch")
     append(catalog, TABLE, rows(1))
     await one.watcher.check("watch")  # one delivers version 1 and remembers it
     assert await two.watcher.check("watch") is None  # one holds the lease: two waits
-    seconds.now += 11  # one stalls past its 10 s lease; two takes over and delivers 2
+    clock.advance(11)  # one stalls past its 10 s lease; two takes over and delivers 2
     append(catalog, TABLE, rows(2))
     await two.watcher.check("watch")
-    seconds.now += 11  # two goes quiet in turn: the lease comes back to one
+    clock.advance(11)  # two goes quiet in turn: the lease comes back to one
     append(catalog, TABLE, rows(3))
     await one.watcher.check("watch")
     # One must not trust the checkpoint it remembered (1): two moved it to 2 meanwhile.
