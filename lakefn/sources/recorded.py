@@ -13,15 +13,16 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ChangeDataFeedUnavailable, TableNotFound
 from .._tablename import TableName
 from ..abc import TableSource
 from ..events import Commit
 from ._rows import HISTORY_COLUMNS, commit_from_row, normalize_changes
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class _History:
@@ -166,6 +167,8 @@ class RecordedSource(TableSource):
                     str(table), f"no rows were recorded for versions {start}..{end}"
                 )
             rows = [_change_row(row, c) for c in with_rows for row in history.rows[c.version]]
+        import pyarrow as pa  # here: a simulation that never reads its rows does without it
+
         if not rows:  # commits recorded with an empty list of rows: they changed nothing
             return _no_changes()
         return normalize_changes(pa.Table.from_pylist(rows))
@@ -210,6 +213,8 @@ class RecordedOverlay(TableSource):
 
 
 def _no_changes() -> pa.Table:
+    import pyarrow as pa
+
     return pa.table(
         {
             "_change_type": pa.array([], pa.string()),

@@ -22,7 +22,7 @@ def next_check_in(interval: float, failures: int) -> float:
     a minute), so a function that keeps failing is retried, never skipped, and never flooded."""
     if not failures:
         return interval
-    return min(max(interval, FAILURE_BACKOFF_CAP), interval * 2 ** min(failures, 20))
+    return min(max(interval, FAILURE_BACKOFF_CAP), interval * 2.0 ** min(failures, 20))
 
 
 @dataclass

@@ -1,6 +1,11 @@
 """The watcher's blocking calls (table source, checkpoint store) on its own bounded threads,
 and the checkpoint store as the watcher uses it: failures told apart from conflicts, and a
-save that never goes over a move made meanwhile."""
+save that never goes over a move made meanwhile.
+
+A checkpoint store that fails (unwritable, deleted, corrupt) fails the delivery it was to
+record: the range is handed over again later, with the same doubling backoff as a failing
+function, and the error is shown in /lakefn/tables and /healthz until the store works again.
+"""
 
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ function that keeps failing is checked less and less often (`next_check_in`).
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import (
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     from ..journal import Invocation, Journal
     from ..project import Project
 
-logger = logging.getLogger("lakefn.tables")
 P = TypeVar("P")
 
 
@@ -81,7 +79,7 @@ class TableWatcher:
         self._checkpoints = Checkpoints(_opener(checkpoints, CheckpointStore), self._threads)
         self._lease = Lease(self._checkpoints, self.clock, owner_id())
         self._invoker = invoker
-        self._loop = DeliveryLoop(
+        self._delivery = DeliveryLoop(
             triggers=triggers,
             source=self._source,
             checkpoints=self._checkpoints,
@@ -133,7 +131,7 @@ class TableWatcher:
         state = self.states[name]
         while True:
             try:
-                await self._loop.check(state)
+                await self._delivery.check(state)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one table's trouble never stops the others
@@ -144,7 +142,7 @@ class TableWatcher:
 
     async def check(self, name: str) -> Invocation | None:
         """Look once for new versions of the function's table; deliver them if there are."""
-        return await self._loop.check(self.states[name])
+        return await self._delivery.check(self.states[name])
 
     def _state(self, name: str) -> WatchState:
         state = self.states.get(name)
