@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
     from fastapi import FastAPI
 
-    from .triggers.table import TableWatcher
     from .triggers.timer import TimerRunner, TimerTrigger
+    from .watching import TableWatcher
 
 logger = logging.getLogger("lakefn")
 T = TypeVar("T")
@@ -48,10 +48,9 @@ class Runtime:
         clock: Clock | None = None,
         timer_trigger_factory: Callable[[TimerTrigger], Any] | None = None,
         sleep: Callable[[float], Awaitable[Any]] | None = None,
-        wall_clock: Callable[[], float] | None = None,
     ) -> None:
-        """`sleep` paces retries and table checks, `wall_clock` (seconds since the epoch)
-        times table leases; both default to the real ones and exist so tests can drive them."""
+        """`sleep` paces retries and table checks; `clock` is the time of timers and of table
+        leases and lag. Both default to the real ones; tests hand in ones they drive."""
         self.project = project
         self.config = project.config
         self.registry = registry if registry is not None else load_functions(project)
@@ -62,7 +61,6 @@ class Runtime:
             else Journal(persist_to=lambda: self.checkpoints, settings=self.config.journal)
         )
         self._sleep = sleep
-        self._wall_clock = wall_clock
         if sleep is None:
             self.invoker = Invoker(self.registry, self.journal)
         else:
@@ -138,9 +136,17 @@ class Runtime:
     @property
     def watcher(self) -> TableWatcher:
         if self._watcher is None:
-            from .triggers.table import TableWatcher
+            from .watching import TableWatcher
 
-            self._watcher = TableWatcher(self, clock=self._wall_clock, sleep=self._sleep)
+            self._watcher = TableWatcher(
+                self.project,
+                invoker=self.invoker,
+                journal=self.journal,
+                source=lambda: self.table_source,
+                checkpoints=lambda: self.checkpoints,
+                clock=self.clock,
+                sleep=self._sleep,
+            )
         return self._watcher
 
     @property

@@ -243,17 +243,17 @@ def test_a_state_file_deleted_while_serving_is_recreated_and_a_restart_delivers_
 async def test_a_state_file_deleted_while_idle_is_recreated_by_the_next_lease_renewal(
     proj: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
 ) -> None:
-    from tests.test_watcher import Seconds
+    from lakefn.testing import FakeClock
 
     new_table(catalog, 2)
     state = proj.root / "state.db"
-    seconds = Seconds()
-    rt = runtime(wall_clock=seconds)
+    clock = FakeClock()
+    rt = runtime(clock=clock)
     await rt.watcher.check("watch")
     assert deliveries(proj) == [[0, 1]]
     for leftover in (state, Path(f"{state}-wal"), Path(f"{state}-shm")):
         leftover.unlink(missing_ok=True)
-    seconds.now += 6  # no new version: only the lease renewal (due after half its 10 s) looks
+    clock.advance(6)  # no new version: only the lease renewal (due after half its 10 s) looks
     assert await rt.watcher.check("watch") is None
     assert checkpoint_on_disk(state) == 1
     rt.checkpoints.release(KEY, rt.watcher.owner)  # as a server's shutdown does

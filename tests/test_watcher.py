@@ -4,7 +4,7 @@ real Runtime (and, where the polling loop matters, the real server under uvicorn
 Most tests drive `watcher.check(name)` by hand so every step is deterministic; the ones about
 what happens between checks (missing tables, concurrency, /lakefn/tables) let the watcher's own
 tasks run at a small check_interval. Where time itself is the subject (backoff, lease expiry),
-the runtime is handed a `sleep` or a `wall_clock` the test controls: no assertion here depends
+the runtime is handed a `sleep` or a `FakeClock` the test controls: no assertion here depends
 on how fast the machine is.
 """
 
@@ -29,6 +29,7 @@ from lakefn.checkpoints.sqlite import SQLiteCheckpointStore
 from lakefn.journal import Invocation, Journal
 from lakefn.runtime import Runtime
 from lakefn.sources.local import LocalDeltaSource, append, create_table, path_for
+from lakefn.testing import FakeClock
 from tests.conftest import ProjectDir
 
 TABLE = "main.sales.orders"
@@ -168,14 +169,9 @@ class Pace:
         await asyncio.sleep(0)
 
 
-class Seconds:
-    """Wall-clock seconds that move only when the test moves them (for leases)."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+def store_seconds(clock: FakeClock) -> Callable[[], float]:
+    """`clock`'s time as a checkpoint store reads it for leases: seconds since the epoch."""
+    return lambda: clock.now().timestamp()
 
 
 @pytest.fixture
@@ -760,19 +756,19 @@ async def test_a_holder_whose_lease_lapsed_and_was_taken_over_reloads_the_checkp
 ) -> None:
     recording(project, table_function(start="latest"))
     create_table(catalog, TABLE, rows(0))
-    seconds = Seconds()
+    clock = FakeClock()
     state = project.root / "state.db"
     # Two servers on one state file; the lease's time is the test's to move.
-    one = runtime(checkpoints=SQLiteCheckpointStore(state, clock=seconds), wall_clock=seconds)
-    two = runtime(checkpoints=SQLiteCheckpointStore(state, clock=seconds), wall_clock=seconds)
+    one = runtime(checkpoints=SQLiteCheckpointStore(state, clock=store_seconds(clock)), clock=clock)
+    two = runtime(checkpoints=SQLiteCheckpointStore(state, clock=store_seconds(clock)), clock=clock)
     await one.watcher.check("watch")
     append(catalog, TABLE, rows(1))
     await one.watcher.check("watch")  # one delivers version 1 and remembers it
     assert await two.watcher.check("watch") is None  # one holds the lease: two waits
-    seconds.now += 11  # one stalls past its 10 s lease; two takes over and delivers 2
+    clock.advance(11)  # one stalls past its 10 s lease; two takes over and delivers 2
     append(catalog, TABLE, rows(2))
     await two.watcher.check("watch")
-    seconds.now += 11  # two goes quiet in turn: the lease comes back to one
+    clock.advance(11)  # two goes quiet in turn: the lease comes back to one
     append(catalog, TABLE, rows(3))
     await one.watcher.check("watch")
     # One must not trust the checkpoint it remembered (1): two moved it to 2 meanwhile.
@@ -839,3 +835,108 @@ async def test_an_unexpected_error_on_every_check_is_logged_once_not_once_per_ch
     said = [r for r in caplog.records if r.name == "lakefn.tables"]
     assert [r.levelname for r in said] == ["ERROR"]  # no "readable again" in between
     assert "No space left on device" in said[0].getMessage()
+
+
+# -- time from the clock handed in ----------------------------------------------------------------
+
+
+async def test_a_fake_clock_drives_the_watchers_leases_and_lag(project: ProjectDir) -> None:
+    from datetime import datetime, timezone
+
+    from lakefn.checkpoints.memory import MemoryCheckpointStore
+    from lakefn.invoker import Invoker
+    from lakefn.project import load_functions, load_project
+    from lakefn.sources.recorded import RecordedSource
+    from lakefn.watching import TableWatcher
+
+    project.config(app_yaml(table_function(retry="{max_attempts: 1, backoff_seconds: 0}")))
+    project.function("watch", FLAKY)
+    (project.root / "fail").touch()
+    committed = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    clock = FakeClock(committed)
+    source = RecordedSource()
+    source.append_commit(TABLE, rows=rows(1), timestamp=committed)
+    store = MemoryCheckpointStore(clock=store_seconds(clock))
+    loaded = load_project(project.app_yaml)
+    journal = Journal()
+    invoker = Invoker(load_functions(loaded), journal)
+    # Two processes' watchers on one store, made of their parts: no runtime, no real time.
+    one, two = (
+        TableWatcher(
+            loaded, invoker=invoker, journal=journal, source=source, checkpoints=store, clock=clock
+        )
+        for _ in range(2)
+    )
+    try:
+        clock.advance(30)
+        failed = await one.check("watch")
+        assert failed is not None and not failed.ok  # version 0 is owed from now on
+        [status] = one.status()
+        assert status["lag_seconds"] == 30.0 and status["last_check"] == clock.now().isoformat()
+        clock.advance(5)
+        assert await two.check("watch") is None  # one's 10 s lease holds
+        assert one.status()[0]["lag_seconds"] == 35.0
+        clock.advance(10)  # one went quiet: its lease ran out on the store's (fake) clock
+        (project.root / "fail").unlink()
+        delivered = await two.check("watch")
+        assert delivered is not None and delivered.ok and store.load(KEY) == 0
+        assert two.status()[0]["lag_seconds"] == 0.0
+        assert two.status()[0]["last_success"] == clock.now().isoformat()
+        assert await one.check("watch") is None  # two holds it now
+        assert one.states["watch"].lease_until == 0.0
+    finally:
+        invoker.close()
+
+
+async def test_a_simulated_change_reads_like_a_real_tables_change_feed(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    from datetime import datetime, timezone
+
+    project.config(app_yaml(table_function()))
+    project.function("watch", SHOW_EVENT)
+    create_table(catalog, TABLE, rows(1))
+    clock = FakeClock(datetime(2030, 1, 1, tzinfo=timezone.utc))
+    rt = runtime(clock=clock)
+    deleted = await rt.simulate_table_change(
+        "watch", operation="delete", rows=[{"id": 7, "amount": 1.5, "_change_type": "insert"}]
+    )
+    assert deleted.ok and deleted.simulated, deleted.error
+    [commit] = deleted.result["commits"]
+    assert commit == {
+        "version": 1,  # after the table's latest
+        "timestamp": clock.now().isoformat(),  # the runtime's time, not the machine's
+        "operation": "DELETE",
+        "operation_parameters": {"simulated": True},
+        "operation_metrics": {"numOutputRows": 1},
+        "user_name": "lakefn simulate",
+    }
+    [row] = deleted.result["rows"]
+    # The table's columns first, then the feed's own; a DELETE's rows are deletions.
+    assert list(row) == ["id", "amount", "_change_type", "_commit_version", "_commit_timestamp"]
+    assert row["_change_type"] == "delete" and row["_commit_version"] == 1
+    assert row["_commit_timestamp"] == clock.now()
+    bare = await rt.simulate_table_change("watch", operation="OPTIMIZE", version=9)
+    assert bare.ok and bare.result["rows"] == []  # no rows: an empty change feed, not an error
+    assert bare.result["commits"][0]["operation_metrics"] == {}
+    assert bare.detail["versions"] == [9, 9] and bare.detail["operation"] == "OPTIMIZE"
+    assert rt.checkpoints.load(KEY) is None  # nothing real was touched
+    assert LocalDeltaSource(catalog).latest_version(TableName.parse(TABLE)) == 0
+
+
+def test_a_recorded_overlay_reads_recorded_tables_from_their_history_and_others_from_below(
+    catalog: Path,
+) -> None:
+    from lakefn.sources.recorded import RecordedOverlay
+
+    create_table(catalog, TABLE, rows(1))
+    overlay = RecordedOverlay(LocalDeltaSource(catalog))
+    other = TableName.parse("main.sales.returns")
+    overlay.recorded.append_commit(other, "MERGE", rows=[], version=4)
+    assert overlay.name == "local"
+    assert overlay.latest_version(TableName.parse(TABLE)) == 0  # the real table
+    assert overlay.latest_version(other) == 4  # the recorded one
+    empty = overlay.changes(other, 4, 4)
+    assert empty.num_rows == 0
+    assert empty.column_names == ["_change_type", "_commit_version", "_commit_timestamp"]
+    overlay.close()

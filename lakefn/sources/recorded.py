@@ -13,15 +13,16 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ChangeDataFeedUnavailable, TableNotFound
 from .._tablename import TableName
 from ..abc import TableSource
 from ..events import Commit
 from ._rows import HISTORY_COLUMNS, commit_from_row, normalize_changes
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class _History:
@@ -130,6 +131,11 @@ class RecordedSource(TableSource):
         with self._lock:
             return sorted(self._tables)
 
+    def has(self, table: str | TableName) -> bool:
+        """Whether `table` has a recorded history here."""
+        with self._lock:
+            return TableName.parse(table) in self._tables
+
     def latest_version(self, table: TableName) -> int:
         with self._lock:
             latest = self._history(table).latest
@@ -161,6 +167,10 @@ class RecordedSource(TableSource):
                     str(table), f"no rows were recorded for versions {start}..{end}"
                 )
             rows = [_change_row(row, c) for c in with_rows for row in history.rows[c.version]]
+        import pyarrow as pa  # here: a simulation that never reads its rows does without it
+
+        if not rows:  # commits recorded with an empty list of rows: they changed nothing
+            return _no_changes()
         return normalize_changes(pa.Table.from_pylist(rows))
 
     def _history(self, table: TableName) -> _History:
@@ -168,6 +178,50 @@ class RecordedSource(TableSource):
         if history is None:
             raise TableNotFound(str(table), "the recorded history")
         return history
+
+
+class RecordedOverlay(TableSource):
+    """`base`'s tables, except those with a history in `recorded`, which are read from there.
+
+    How a test layers recorded histories over its local catalog, and how a simulation lays
+    one made-up commit over a real table without touching it.
+    """
+
+    def __init__(self, base: TableSource, recorded: RecordedSource | None = None) -> None:
+        self.base = base
+        self.recorded = recorded if recorded is not None else RecordedSource()
+        self.name = base.name
+
+    def _for(self, table: TableName) -> TableSource:
+        return self.recorded if self.recorded.has(table) else self.base
+
+    def latest_version(self, table: TableName) -> int:
+        return self._for(table).latest_version(table)
+
+    def commits_since(self, table: TableName, after: int, limit: int | None = None) -> list[Commit]:
+        return self._for(table).commits_since(table, after, limit)
+
+    def changes(self, table: TableName, start: int, end: int) -> pa.Table:
+        return self._for(table).changes(table, start, end)
+
+    def table_id(self, table: TableName) -> str | None:
+        return self._for(table).table_id(table)
+
+    def close(self) -> None:
+        self.base.close()
+        self.recorded.close()
+
+
+def _no_changes() -> pa.Table:
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "_change_type": pa.array([], pa.string()),
+            "_commit_version": pa.array([], pa.int64()),
+            "_commit_timestamp": pa.array([], pa.timestamp("us", tz="UTC")),
+        }
+    )
 
 
 def _change_row(row: Mapping[str, Any], commit: Commit) -> dict[str, Any]:

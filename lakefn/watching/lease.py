@@ -1,0 +1,99 @@
+"""The lease per (function, table) by which processes sharing a state store take turns.
+
+Only the holder checks and delivers, and it keeps the lease renewed while its function runs.
+While the lease is held without a break nobody else can move the checkpoint, so the holder
+keeps it (and the lease's expiry) in memory: a check that finds nothing new touches the store
+only when the lease is due for renewal, which keeps a thousand watched tables cheap.
+
+Expiry is wall-clock seconds from the `Clock` handed in, compared with the store's own clock:
+hosts sharing a store must keep their clocks in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..abc import Clock
+    from .state import WatchState
+    from .store import Checkpoints
+
+logger = logging.getLogger("lakefn.tables")
+
+
+def owner_id() -> str:
+    """host:pid:random — the pid lets a restarted server on the same host see that the
+    lease's holder crashed, instead of waiting for the lease to run out."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_is_dead(owner: str) -> bool:
+    """True only when `owner` is a process of this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # another watcher of this very process: alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
+
+
+class Lease:
+    """This process's leases, one per watched (function, table), held as `owner`."""
+
+    def __init__(self, checkpoints: Checkpoints, clock: Clock, owner: str) -> None:
+        self._checkpoints = checkpoints
+        self._clock = clock
+        self.owner = owner
+
+    def _seconds(self) -> float:
+        return self._clock.now().timestamp()
+
+    async def hold(self, state: WatchState) -> bool:
+        """True while this process holds the (function, table) lease; renews it when due."""
+        ttl = state.lease_ttl
+        if state.lease_until - self._seconds() > ttl / 2:
+            return True
+        asked_at = self._seconds()
+        acquired = await self._checkpoints.call(
+            state, "acquire", state.key, self.owner, ttl, take_over=holder_is_dead
+        )
+        if not acquired:
+            state.lease_until, state.cached = 0.0, None
+            return False
+        if state.lease_until <= self._seconds():
+            # The lease lapsed (or was never ours): someone may have moved the checkpoint.
+            state.cached = None
+        # The store computed its expiry after `asked_at`, so this is never later than the truth.
+        state.lease_until = asked_at + ttl
+        return True
+
+    async def keep(self, state: WatchState) -> None:
+        """Renew the lease while the function runs, however long it takes (until cancelled)."""
+        while True:
+            await asyncio.sleep(state.lease_ttl / 4)
+            try:
+                await self.hold(state)
+            except Exception as exc:  # noqa: BLE001 - the save's compare-and-set still guards
+                logger.warning("%s: cannot renew the lease: %s", state.function, exc)
+
+    def release(self, states: list[WatchState]) -> None:
+        """Give up these leases (blocking: on a worker thread), so a restarted process takes
+        over at once instead of after the ttl."""
+        for state in states:
+            try:
+                self._checkpoints.open().release(state.key, self.owner)
+            except Exception as exc:  # noqa: BLE001 - the lease expires on its own anyway
+                logger.warning("%s: cannot release the lease: %s", state.function, exc)
