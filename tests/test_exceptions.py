@@ -27,6 +27,9 @@ OUTSIDE_THE_TREE = {
     # the user sees the HTTP answer, never the exception
     "lakefn.triggers.http_routes.BodyTooLarge": Exception,
     "lakefn.triggers.http_routes.NoBody": Exception,
+    # control flow inside the table watcher: a store call that failed, carried to the delivery
+    # loop, which reports it as a failed delivery (the user sees the journal entry and status)
+    "lakefn.watching.store.StoreFailed": Exception,
 }
 
 #: the classes that group others; raised only through a subclass
