@@ -28,6 +28,28 @@ if TYPE_CHECKING:
 #: the table the table-function tests watch
 TABLE = "main.sales.orders"
 
+#: a table function that notes each start in started.log, sleeps while `slow` exists, then
+#: records the versions it was handed in delivered.log, fsynced before it returns: that file is
+#: the ground truth of what was delivered, whatever happens to the process after
+SINK = """\
+import os, pathlib, time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+def _append(name, text):
+    with open(ROOT / name, "a") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+
+def main(event):
+    versions = [c.version for c in event.commits]
+    _append("started.log", f"{versions[0]}..{versions[-1]} {os.getpid()}\\n")
+    while (ROOT / "slow").exists():
+        time.sleep(0.05)
+    _append("delivered.log", "".join(f"{v} {os.getpid()}\\n" for v in versions))
+"""
+
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without the machine's DATABRICKS_* and LAKEFN_* settings,
@@ -171,6 +193,25 @@ def runtimes_for_a_test(project: ProjectDir) -> Iterator[Callable[..., Runtime]]
     finally:
         for each in made:
             each.close()
+
+
+def ready(server: Served) -> None:
+    """Serving, and the first check has recorded where the table function starts."""
+    wait_for(lambda: server.tables()["last_processed_version"] is not None)
+
+
+def delivered(project: ProjectDir) -> list[tuple[int, int]]:
+    """What SINK recorded: (version, pid of the process that delivered it), in order."""
+    path = project.root / "delivered.log"
+    if not path.exists():
+        return []
+    pairs = (line.split() for line in path.read_text().splitlines())
+    return [(int(version), int(pid)) for version, pid in pairs]
+
+
+def versions(project: ProjectDir) -> list[int]:
+    """The versions SINK was handed, in order."""
+    return [version for version, _ in delivered(project)]
 
 
 def commit(project: ProjectDir | Path, n: int = 1, table: str = TABLE) -> None:

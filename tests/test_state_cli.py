@@ -12,11 +12,19 @@ from typing import Any
 import pytest
 
 from tests._postgres import PostgresServer, new_schema
-from tests._serving import TABLE, Served, clean_env, commit, project_servers, wait_for
+from tests._serving import (
+    TABLE,
+    Served,
+    clean_env,
+    commit,
+    project_servers,
+    ready,
+    versions,
+    wait_for,
+)
 from tests.conftest import ProjectDir, run_cli
 from tests.test_notebook_magics import ip, magic, sample  # noqa: F401 - fixtures
-from tests.test_state_postgres import make_project, ready
-from tests.test_watcher_process import versions
+from tests.test_state_postgres import make_project
 
 
 @pytest.fixture

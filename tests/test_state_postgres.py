@@ -2,7 +2,7 @@
 server itself stopped under them; `state: lakebase` from the PG* variables; the OAuth token path.
 
 The table function appends each version it is handed to a file and fsyncs it before returning
-(tests/test_watcher_process.py's SINK): that file is the ground truth of what was delivered.
+(tests/_serving.py's SINK): that file is the ground truth of what was delivered.
 """
 
 from __future__ import annotations
@@ -23,9 +23,18 @@ from lakefn.checkpoints.lakebase import LakebaseCheckpointStore
 from lakefn.checkpoints.selection import open_store
 from lakefn.sources.local import create_table
 from tests._postgres import PostgresServer, new_schema
-from tests._serving import TABLE, Served, commit, project_servers, wait_for
+from tests._serving import (
+    SINK,
+    TABLE,
+    Served,
+    commit,
+    delivered,
+    project_servers,
+    ready,
+    versions,
+    wait_for,
+)
 from tests.conftest import ProjectDir
-from tests.test_watcher_process import SINK, delivered, versions
 
 APP = (
     "tables: {local_root: catalog, source: local}\n"
@@ -52,10 +61,6 @@ def make_project(project: ProjectDir, state: str) -> ProjectDir:
 @pytest.fixture
 def servers() -> Iterator[Callable[..., Served]]:
     yield from project_servers()
-
-
-def ready(server: Served) -> None:
-    wait_for(lambda: server.tables()["last_processed_version"] is not None)
 
 
 def test_two_servers_on_postgres_deliver_50_versions_once_even_when_one_is_killed(
