@@ -1,14 +1,16 @@
 """The glue tests share around a real server process and a real table: start `lakefn serve` (or
 any server command) on a port of its own with its output in a file, wait for /healthz, stop it
 (killing whatever a test left running); wait for what a test expects; commit to a local Delta
-table.
+table; the SINK table function and what it delivered.
 
 Nothing here is timed: `wait_for` waits for a condition, its timeout only keeps a broken build
-from hanging.
+from hanging, and `Pace` stands in for a runtime's sleep.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -66,6 +68,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
             raise AssertionError(f"timed out waiting for {predicate}")
         time.sleep(0.05)
     return value
+
+
+class Pace:
+    """Stands in for `asyncio.sleep` in a runtime: notes every wait and lets the loop go on at
+    once; after `stop_after` waits it parks its caller until the runtime stops."""
+
+    def __init__(self, stop_after: int) -> None:
+        self.waits: list[float] = []
+        self.stop_after = stop_after
+        self.done = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if len(self.waits) >= self.stop_after:
+            self.done.set()
+            await asyncio.Event().wait()
+        await asyncio.sleep(0)
 
 
 def serve_command(port: int, *args: str, log_level: str = "warning") -> list[str]:
@@ -193,6 +212,22 @@ def runtimes_for_a_test(project: ProjectDir) -> Iterator[Callable[..., Runtime]]
     finally:
         for each in made:
             each.close()
+
+
+def sink_project(project: ProjectDir, state: str = "state.db") -> ProjectDir:
+    """`project` with one table function, `sink` (SINK), on TABLE at version 0, its state in
+    `state` (a path or a URL)."""
+    project.config(
+        "tables: {local_root: catalog, source: local}\n"
+        f"state: {json.dumps(state)}\n"
+        "functions:\n"
+        "  - name: sink\n"
+        "    trigger: {type: unity_table, check_interval: 0.05}\n"
+        f"    table_name: {TABLE}\n"
+    )
+    project.function("sink", SINK)
+    create_table(project.root / "catalog", TABLE, [{"id": 0}])
+    return project
 
 
 def ready(server: Served) -> None:

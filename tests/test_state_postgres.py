@@ -21,41 +21,24 @@ from lakefn import LakefnError
 from lakefn._exceptions import StateStoreUnavailable
 from lakefn.checkpoints.lakebase import LakebaseCheckpointStore
 from lakefn.checkpoints.selection import open_store
-from lakefn.sources.local import create_table
 from tests._postgres import PostgresServer, new_schema
 from tests._serving import (
-    SINK,
     TABLE,
     Served,
     commit,
     delivered,
     project_servers,
     ready,
+    sink_project,
     versions,
     wait_for,
 )
 from tests.conftest import ProjectDir
 
-APP = (
-    "tables: {local_root: catalog, source: local}\n"
-    'state: "STATE"\n'
-    "functions:\n"
-    "  - name: sink\n"
-    "    trigger: {type: unity_table, check_interval: 0.05}\n"
-    f"    table_name: {TABLE}\n"
-)
-
 
 def processes(server: Served) -> set[str]:
     """The pids of the processes whose invocations `server`'s journal shows."""
     return {entry.get("process", "").rpartition(":")[2] for entry in server.invocations()}
-
-
-def make_project(project: ProjectDir, state: str) -> ProjectDir:
-    project.config(APP.replace("STATE", state))
-    project.function("sink", SINK)
-    create_table(project.root / "catalog", TABLE, [{"id": 0}])
-    return project
 
 
 @pytest.fixture
@@ -66,7 +49,7 @@ def servers() -> Iterator[Callable[..., Served]]:
 def test_two_servers_on_postgres_deliver_50_versions_once_even_when_one_is_killed(
     project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Served]
 ) -> None:
-    proj = make_project(project, postgres.url(schema=new_schema()))
+    proj = sink_project(project, postgres.url(schema=new_schema()))
     one = servers(proj)
     ready(one)
     two = servers(proj)
@@ -99,7 +82,7 @@ def test_two_servers_on_postgres_deliver_50_versions_once_even_when_one_is_kille
 def test_postgres_stopped_while_serving_deliveries_resume_by_themselves(
     project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Served]
 ) -> None:
-    proj = make_project(project, postgres.url(schema=new_schema()))
+    proj = sink_project(project, postgres.url(schema=new_schema()))
     server = servers(proj)
     ready(server)
     commit(proj, 2)
@@ -144,7 +127,7 @@ def test_state_lakebase_from_the_pg_variables_with_pgpassword(
     project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Served]
 ) -> None:
     schema = new_schema()
-    proj = make_project(project, f"lakebase?schema={schema}")
+    proj = sink_project(project, f"lakebase?schema={schema}")
     server = servers(proj, env=postgres.env())
     ready(server)
     commit(proj, 3)

@@ -30,7 +30,7 @@ from lakefn.journal import Invocation, Journal
 from lakefn.runtime import Runtime
 from lakefn.sources.local import LocalDeltaSource, append, create_table, path_for
 from lakefn.testing import FakeClock
-from tests._serving import TABLE, runtimes_for_a_test, wait_for
+from tests._serving import TABLE, Pace, runtimes_for_a_test, wait_for
 from tests.conftest import ProjectDir
 
 KEY = f"watch|{TABLE}"
@@ -138,23 +138,6 @@ def more_checks(last_check: Callable[[], Any], count: int = 2) -> None:
     for _ in range(count):
         seen = last_check()
         wait_for(lambda seen=seen: last_check() != seen)
-
-
-class Pace:
-    """Stands in for `asyncio.sleep` in a runtime: notes every wait and lets the loop go on at
-    once; after `stop_after` waits it parks its caller until the runtime stops."""
-
-    def __init__(self, stop_after: int) -> None:
-        self.waits: list[float] = []
-        self.stop_after = stop_after
-        self.done = asyncio.Event()
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        if len(self.waits) >= self.stop_after:
-            self.done.set()
-            await asyncio.Event().wait()
-        await asyncio.sleep(0)
 
 
 def store_seconds(clock: FakeClock) -> Callable[[], float]:

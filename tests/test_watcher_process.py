@@ -18,36 +18,22 @@ from pathlib import Path
 
 import pytest
 
-from lakefn.sources.local import create_table
 from tests._serving import (
-    SINK,
-    TABLE,
     Served,
     commit,
     delivered,
     project_servers,
     ready,
+    sink_project,
     versions,
     wait_for,
 )
 from tests.conftest import ProjectDir
 
-APP = f"""\
-tables: {{local_root: catalog, source: local}}
-state: state.db
-functions:
-  - name: sink
-    trigger: {{type: unity_table, check_interval: 0.05}}
-    table_name: {TABLE}
-"""
-
 
 @pytest.fixture
 def proj(project: ProjectDir) -> ProjectDir:
-    project.config(APP)
-    project.function("sink", SINK)
-    create_table(project.root / "catalog", TABLE, [{"id": 0}])
-    return project
+    return sink_project(project)
 
 
 @pytest.fixture
