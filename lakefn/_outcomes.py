@@ -115,15 +115,15 @@ def settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) 
     future.set_exception(exc if converted is None else converted(*exc.args))
 
 
+_Pairs = tuple[tuple[type[BaseException], type[BaseException]], ...]
+_CONVERTED: _Pairs = (
+    (concurrent.futures.CancelledError, asyncio.CancelledError),
+    (concurrent.futures.TimeoutError, asyncio.TimeoutError),
+    (concurrent.futures.InvalidStateError, asyncio.InvalidStateError),
+)
 #: what asyncio.wrap_future converts (before Python 3.11, the TimeoutErrors differ)
 _FROM_CONCURRENT: dict[type[BaseException], type[BaseException]] = {
-    theirs: ours
-    for theirs, ours in (
-        (concurrent.futures.CancelledError, asyncio.CancelledError),
-        (concurrent.futures.TimeoutError, asyncio.TimeoutError),
-        (concurrent.futures.InvalidStateError, asyncio.InvalidStateError),
-    )
-    if theirs is not ours
+    theirs: ours for theirs, ours in _CONVERTED if theirs is not ours
 }
 
 

@@ -40,9 +40,9 @@ class _Loader(yaml.SafeLoader):
         if self.flow_level >= MAX_DEPTH:
             raise YamlLimitError(
                 problem=f"nested more than {MAX_DEPTH} levels deep",
-                problem_mark=self.get_mark(),  # type: ignore[no-untyped-call]
+                problem_mark=self.get_mark(),
             )
-        super().fetch_flow_collection_start(TokenClass)  # type: ignore[no-untyped-call]
+        super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
@@ -52,13 +52,13 @@ class _Loader(yaml.SafeLoader):
                 raise YamlLimitError(
                     problem=f"nested more than {MAX_DEPTH} levels deep", problem_mark=mark
                 )
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
-            return super().construct_object(node, deep=deep)  # type: ignore[no-untyped-call]
+            return super().construct_object(node, deep=deep)
         except (ValueError, TypeError, OverflowError) as exc:
             # PyYAML lets these through for values that look typed but are not, such as the
             # date 2024-13-45 or `!!int x`.
@@ -115,7 +115,7 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
         _check_expansion(node)
         data = loader.construct_document(node)
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
     lines: dict[Path_, int] = {(): node.start_mark.line + 1}
     _walk(node, (), lines)
     return data, lines

@@ -9,8 +9,6 @@ functions log is captured per invocation by `_log_capture.py`.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ._invocation import Invocation
 from ._journal_store import JournalStore, WriteBehind, journal_store_for
+from ._listeners import Listeners
 
 if TYPE_CHECKING:
     from .config import JournalConfig
@@ -44,8 +43,8 @@ class Journal:
         settings: JournalConfig | None = None,
     ) -> None:
         self._entries: deque[Invocation] = deque(maxlen=maxlen)
-        self._subscribers: list[Subscriber] = []
-        self._lock = threading.Lock()
+        # A broken subscriber must not fail the function that was recorded.
+        self._subscribers: Listeners[Invocation] = Listeners()
         self._durable: WriteBehind | None = None
         if persist_to is not None:
             from .config import JournalConfig
@@ -59,21 +58,11 @@ class Journal:
         if self._durable is not None:
             self._durable.add(invocation)
         self._entries.append(invocation)
-        for subscriber in self._subscribers:
-            # A broken subscriber must not fail the function that was recorded.
-            with contextlib.suppress(Exception):
-                subscriber(invocation)
+        self._subscribers.notify(invocation)
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call `subscriber` with every invocation recorded from now on; returns an unsubscribe."""
-        with self._lock:
-            self._subscribers = [*self._subscribers, subscriber]
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._subscribers = [s for s in self._subscribers if s is not subscriber]
-
-        return unsubscribe
+        return self._subscribers.add(subscriber)
 
     def entries(self, *, limit: int | None = None, function: str | None = None) -> list[Invocation]:
         """Newest first: this process's, and with a store, what it holds from before and

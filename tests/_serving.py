@@ -1,14 +1,16 @@
 """The glue tests share around a real server process and a real table: start `lakefn serve` (or
 any server command) on a port of its own with its output in a file, wait for /healthz, stop it
 (killing whatever a test left running); wait for what a test expects; commit to a local Delta
-table.
+table; the SINK table function and what it delivered.
 
 Nothing here is timed: `wait_for` waits for a condition, its timeout only keeps a broken build
-from hanging.
+from hanging, and `Pace` stands in for a runtime's sleep.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -28,6 +30,28 @@ if TYPE_CHECKING:
 #: the table the table-function tests watch
 TABLE = "main.sales.orders"
 
+#: a table function that notes each start in started.log, sleeps while `slow` exists, then
+#: records the versions it was handed in delivered.log, fsynced before it returns: that file is
+#: the ground truth of what was delivered, whatever happens to the process after
+SINK = """\
+import os, pathlib, time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+def _append(name, text):
+    with open(ROOT / name, "a") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+
+def main(event):
+    versions = [c.version for c in event.commits]
+    _append("started.log", f"{versions[0]}..{versions[-1]} {os.getpid()}\\n")
+    while (ROOT / "slow").exists():
+        time.sleep(0.05)
+    _append("delivered.log", "".join(f"{v} {os.getpid()}\\n" for v in versions))
+"""
+
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without the machine's DATABRICKS_* and LAKEFN_* settings,
@@ -44,6 +68,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
             raise AssertionError(f"timed out waiting for {predicate}")
         time.sleep(0.05)
     return value
+
+
+class Pace:
+    """Stands in for `asyncio.sleep` in a runtime: notes every wait and lets the loop go on at
+    once; after `stop_after` waits it parks its caller until the runtime stops."""
+
+    def __init__(self, stop_after: int) -> None:
+        self.waits: list[float] = []
+        self.stop_after = stop_after
+        self.done = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if len(self.waits) >= self.stop_after:
+            self.done.set()
+            await asyncio.Event().wait()
+        await asyncio.sleep(0)
 
 
 def serve_command(port: int, *args: str, log_level: str = "warning") -> list[str]:
@@ -171,6 +212,41 @@ def runtimes_for_a_test(project: ProjectDir) -> Iterator[Callable[..., Runtime]]
     finally:
         for each in made:
             each.close()
+
+
+def sink_project(project: ProjectDir, state: str = "state.db") -> ProjectDir:
+    """`project` with one table function, `sink` (SINK), on TABLE at version 0, its state in
+    `state` (a path or a URL)."""
+    project.config(
+        "tables: {local_root: catalog, source: local}\n"
+        f"state: {json.dumps(state)}\n"
+        "functions:\n"
+        "  - name: sink\n"
+        "    trigger: {type: unity_table, check_interval: 0.05}\n"
+        f"    table_name: {TABLE}\n"
+    )
+    project.function("sink", SINK)
+    create_table(project.root / "catalog", TABLE, [{"id": 0}])
+    return project
+
+
+def ready(server: Served) -> None:
+    """Serving, and the first check has recorded where the table function starts."""
+    wait_for(lambda: server.tables()["last_processed_version"] is not None)
+
+
+def delivered(project: ProjectDir) -> list[tuple[int, int]]:
+    """What SINK recorded: (version, pid of the process that delivered it), in order."""
+    path = project.root / "delivered.log"
+    if not path.exists():
+        return []
+    pairs = (line.split() for line in path.read_text().splitlines())
+    return [(int(version), int(pid)) for version, pid in pairs]
+
+
+def versions(project: ProjectDir) -> list[int]:
+    """The versions SINK was handed, in order."""
+    return [version for version, _ in delivered(project)]
 
 
 def commit(project: ProjectDir | Path, n: int = 1, table: str = TABLE) -> None:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from lakefn.jobs.wheel import build_wheel, wheel_name
+from tests._serving import clean_env
 from tests.conftest import REPO, run_cli
 
 GOLDEN = Path(__file__).parent / "golden" / "sample_bundle"
@@ -41,12 +42,6 @@ JOB_FUNCTIONS = """\
 """
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
-    env.update(extra)
-    return env
-
-
 def sample_project(root: Path) -> Path:
     """The repo's sample project (its app.yaml, app.py, functions, requirements) plus two
     functions that run_on: job."""
@@ -69,7 +64,7 @@ def sample(tmp_path: Path) -> Path:
 
 
 def _bundle(project: Path, *args: str):
-    return run_cli("bundle", "--app", str(project), "--name", "sample", *args, env=_env())
+    return run_cli("bundle", "--app", str(project), "--name", "sample", *args, env=clean_env())
 
 
 GOLDEN_FILES = [
@@ -249,7 +244,7 @@ def test_app_resources_follow_app_yaml(tmp_path: Path) -> None:
         "    run_on: job\n"
     )
     (project / "functions" / "watch_function.py").write_text("def main(event):\n    pass\n")
-    result = run_cli("bundle", "--app", str(project), env=_env())
+    result = run_cli("bundle", "--app", str(project), env=clean_env())
     assert result.returncode == 0, result.stderr
     doc = yaml.safe_load((project / "bundle" / "resources" / "lakefn.yml").read_text())
     app = doc["resources"]["apps"]["lakefn_app"]
@@ -332,7 +327,7 @@ def test_databricks_yml_declares_only_the_variables_used(tmp_path: Path) -> None
         "functions:\n  - name: tick\n    trigger: {type: timer, schedule: '0 6 * * *'}\n    run_on: job\n"
     )
     (project / "functions" / "tick_function.py").write_text("def main(event):\n    pass\n")
-    result = run_cli("bundle", "--app", str(project), env=_env())
+    result = run_cli("bundle", "--app", str(project), env=clean_env())
     assert result.returncode == 0, result.stderr
     text = (project / "bundle" / "databricks.yml").read_text()
     assert "variables" not in yaml.safe_load(text) and "--var" not in text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 import httpx
 import pytest
 
+from tests._serving import clean_env
 from tests.conftest import LAKEFN, REPO, free_port, run_cli, wait_http
 
 APP = """\
@@ -56,29 +56,23 @@ def proj(project):
 UVICORN = [sys.executable, "-m", "uvicorn"]
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
-    env.update(extra)
-    return env
-
-
 def test_validate_ok_and_bad(proj) -> None:
-    ok = run_cli("validate", str(proj.root), env=_env())
+    ok = run_cli("validate", str(proj.root), env=clean_env())
     assert ok.returncode == 0 and "ok (4 functions: 3 http, 1 timer)" in ok.stdout
     proj.config(
         "functions:\n  - name: x\n    trigger: {type: cron}\n  - name: y\n    trigger: {type: http}\n"
     )
-    bad = run_cli("validate", str(proj.app_yaml), env=_env())
+    bad = run_cli("validate", str(proj.app_yaml), env=clean_env())
     assert bad.returncode == 1
     assert "2 problems" in bad.stderr and f"{proj.app_yaml}:3: functions[0].trigger:" in bad.stderr
     assert "Traceback" not in bad.stderr
 
 
 def test_invoke_prints_the_result(proj) -> None:
-    r = run_cli("invoke", "hello", "--data", '{"name": "Ada"}', cwd=proj.root, env=_env())
+    r = run_cli("invoke", "hello", "--data", '{"name": "Ada"}', cwd=proj.root, env=clean_env())
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"hello": "Ada"}
-    t = run_cli("invoke", "tick", cwd=proj.root, env=_env())
+    t = run_cli("invoke", "tick", cwd=proj.root, env=clean_env())
     assert json.loads(t.stdout) == {"past_due": False}
 
 
@@ -101,16 +95,16 @@ def test_invoke_prints_the_result(proj) -> None:
     ],
 )
 def test_bad_arguments_get_a_clear_error(proj, args, message) -> None:
-    r = run_cli(*args, cwd=proj.root, env=_env())
+    r = run_cli(*args, cwd=proj.root, env=clean_env())
     assert r.returncode != 0
     assert message in r.stderr and "Traceback" not in r.stderr
 
 
 def test_functions_lists_triggers(proj) -> None:
-    r = run_cli("functions", "--app", str(proj.root), env=_env())
+    r = run_cli("functions", "--app", str(proj.root), env=clean_env())
     assert r.returncode == 0
     assert "hello   http         POST /hello" in r.stdout and "0 * * * * (UTC)" in r.stdout
-    listed = json.loads(run_cli("functions", "--json", cwd=proj.root, env=_env()).stdout)
+    listed = json.loads(run_cli("functions", "--json", cwd=proj.root, env=clean_env()).stdout)
     assert [f["name"] for f in listed] == ["hello", "sleepy", "asleep", "tick"]
 
 
@@ -121,7 +115,7 @@ def _spawn(command: list[str], cwd, env: dict[str, str]) -> subprocess.Popen[str
 
 
 def _serve(proj, *args: str, **env: str) -> subprocess.Popen[str]:
-    return _spawn([LAKEFN, "serve", *args], proj.root, _env(**env))
+    return _spawn([LAKEFN, "serve", *args], proj.root, clean_env(**env))
 
 
 def _stop(process: subprocess.Popen[str]) -> str:
@@ -147,7 +141,7 @@ def test_serve_on_a_busy_port_says_so(proj) -> None:
     first = _serve(proj, "--port", str(port))
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
-        second = run_cli("serve", "--port", str(port), cwd=proj.root, env=_env())
+        second = run_cli("serve", "--port", str(port), cwd=proj.root, env=clean_env())
         assert second.returncode == 1
         assert f"port {port} on 127.0.0.1 is already in use" in second.stderr
         assert "Traceback" not in second.stderr
@@ -182,7 +176,7 @@ def test_serve_on_a_busy_port_closes_the_runtime_it_made(proj, monkeypatch, caps
 
 def test_serve_refuses_a_bad_project_before_starting(proj) -> None:
     proj.function("hello", "def main(event)\n    return 1\n")
-    r = run_cli("serve", "--port", str(free_port()), cwd=proj.root, env=_env(), timeout=30)
+    r = run_cli("serve", "--port", str(free_port()), cwd=proj.root, env=clean_env(), timeout=30)
     assert r.returncode == 1
     assert "function 'hello'" in r.stderr and "SyntaxError" in r.stderr
 
@@ -222,25 +216,27 @@ def _swallow(call) -> None:
 
 def test_init_makes_a_project_that_serves_at_once(tmp_path) -> None:
     target = tmp_path / "newproj"
-    r = run_cli("init", str(target), env=_env())
+    r = run_cli("init", str(target), env=clean_env())
     assert r.returncode == 0, r.stderr
     assert (target / "app.yaml").exists() and (target / "functions/hello_function.py").exists()
-    assert run_cli("validate", str(target), env=_env()).returncode == 0
+    assert run_cli("validate", str(target), env=clean_env()).returncode == 0
     port = free_port()
-    process = _spawn([LAKEFN, "serve", "--port", str(port)], target, _env())
+    process = _spawn([LAKEFN, "serve", "--port", str(port)], target, clean_env())
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         r2 = httpx.post(f"http://127.0.0.1:{port}/hello", json={"name": "Ada"})
         assert r2.status_code == 200 and r2.json() == {"message": "hello, Ada"}
     finally:
         _stop(process)
-    again = run_cli("init", str(target), env=_env())
+    again = run_cli("init", str(target), env=clean_env())
     assert again.returncode == 1 and "not empty" in again.stderr
 
 
 def test_uvicorn_app_app_serves_the_repo_sample(tmp_path) -> None:
     port = free_port()
-    env = _env(LAKEFN_STATE=str(tmp_path / "state.db"), LAKEFN_LOCAL_ROOT=str(tmp_path / "catalog"))
+    env = clean_env(
+        LAKEFN_STATE=str(tmp_path / "state.db"), LAKEFN_LOCAL_ROOT=str(tmp_path / "catalog")
+    )
     process = _spawn([*UVICORN, "app:app", "--port", str(port)], REPO, env)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -270,12 +266,12 @@ def test_serve_reload_picks_up_an_edited_function(proj) -> None:
 
 
 def test_more_bad_input_gets_a_clear_error(proj, tmp_path) -> None:
-    bad_port = run_cli("serve", cwd=proj.root, env=_env(DATABRICKS_APP_PORT="abc"))
+    bad_port = run_cli("serve", cwd=proj.root, env=clean_env(DATABRICKS_APP_PORT="abc"))
     assert bad_port.returncode == 1
     assert "DATABRICKS_APP_PORT: port must be a number, not 'abc'" in bad_port.stderr
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    init = run_cli("init", str(blocked / "proj"), env=_env())
+    init = run_cli("init", str(blocked / "proj"), env=clean_env())
     assert init.returncode == 1 and "cannot create the project" in init.stderr
     for result in (bad_port, init):
         assert "Traceback" not in result.stderr
@@ -286,17 +282,17 @@ def test_an_http_error_answer_is_shown_and_fails_the_command(proj) -> None:
         "hello",
         "import lakefn\n\ndef main(event):\n    raise lakefn.HttpError(409, {'why': 'taken'})\n",
     )
-    r = run_cli("invoke", "hello", "--data", "{}", cwd=proj.root, env=_env())
+    r = run_cli("invoke", "hello", "--data", "{}", cwd=proj.root, env=clean_env())
     assert r.returncode == 1
     assert 'hello answered HTTP 409: {"why": "taken"}' in r.stderr
 
 
 def test_uvicorn_finds_app_yaml_beside_app_py_from_any_folder(tmp_path) -> None:
     target = tmp_path / "proj"
-    assert run_cli("init", str(target), env=_env()).returncode == 0
+    assert run_cli("init", str(target), env=clean_env()).returncode == 0
     port = free_port()
     command = [*UVICORN, "--app-dir", str(target), "app:app", "--port", str(port)]
-    process = _spawn(command, tmp_path, _env())  # the working directory has no app.yaml
+    process = _spawn(command, tmp_path, clean_env())  # the working directory has no app.yaml
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         assert httpx.post(f"http://127.0.0.1:{port}/hello", json={}).json() == {

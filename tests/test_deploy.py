@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from pathlib import Path
@@ -11,6 +10,7 @@ import psutil
 import pytest
 
 from lakefn.config import read_config
+from tests._serving import clean_env
 from tests.conftest import LAKEFN, free_port, run_cli, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,8 +30,7 @@ def test_a_new_project_serves_as_an_app_would_run_it(tmp_path: Path) -> None:
     command = read_config(tmp_path / "proj" / "app.yaml")[0].command
     assert command is not None and command[0] == "lakefn"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
-    env["DATABRICKS_APP_PORT"] = str(port)  # what Apps sets; nothing else is passed
+    env = clean_env(DATABRICKS_APP_PORT=str(port))  # what Apps sets; nothing else is passed
     process = subprocess.Popen(
         [LAKEFN, *command[1:]],
         cwd=tmp_path / "proj",

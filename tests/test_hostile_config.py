@@ -4,7 +4,6 @@ with file and line, never a traceback, a hang or unbounded memory; the real CLI 
 from __future__ import annotations
 
 import asyncio
-import os
 import textwrap
 import tracemalloc
 from datetime import datetime, timedelta, timezone
@@ -20,6 +19,7 @@ from lakefn.events import TimerEvent
 from lakefn.invoker import Invoker
 from lakefn.journal import Journal
 from lakefn.project import load_functions, load_project
+from tests._serving import clean_env
 from tests.conftest import run_cli
 
 # 616 bytes: nine levels of nine aliases each, 9**9 (387 million) strings once expanded.
@@ -42,12 +42,6 @@ ALIAS_BOMB = (
 )
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
-    env.update(extra)
-    return env
-
-
 def _issues(text: str) -> list[str]:
     with pytest.raises(ConfigError) as info:
         parse_config(textwrap.dedent(text), "proj/app.yaml")
@@ -60,7 +54,7 @@ def _validate(project, text: str, functions: tuple[str, ...] = ()):
     project.config(text)
     for name in functions:
         project.function(name, "def main(event):\n    return 1\n")
-    result = run_cli("validate", str(project.app_yaml), env=_env())
+    result = run_cli("validate", str(project.app_yaml), env=clean_env())
     assert "Traceback" not in result.stderr, result.stderr
     return result
 

@@ -15,7 +15,6 @@ expressions avoid both.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -27,6 +26,7 @@ from hypothesis import strategies as st
 from lakefn import ConfigError
 from lakefn._cron import CronError, CronSchedule, next_fire_times
 from lakefn.config import parse_config
+from tests._serving import clean_env
 from tests.conftest import run_cli
 
 UTC = timezone.utc
@@ -257,7 +257,7 @@ def test_a_schedule_that_can_never_fire_is_refused(project, schedule: str) -> No
     assert f"schedule {schedule!r} can never fire" in problem
     project.config(text)
     project.function("t", "def main(event):\n    return 1\n")
-    result = run_cli("validate", str(project.app_yaml), env=_env())
+    result = run_cli("validate", str(project.app_yaml), env=clean_env())
     assert result.returncode == 1 and "can never fire" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -291,10 +291,6 @@ def test_a_bad_schedule_names_the_field_and_the_problem(schedule: str, message: 
     assert message in str(info.value)
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
-
-
 def test_validate_accepts_7_and_names_for_sunday(project) -> None:
     # APScheduler's from_crontab refused 7, and read 0 as Monday.
     project.config(
@@ -305,7 +301,7 @@ def test_validate_accepts_7_and_names_for_sunday(project) -> None:
     )
     for name in "abc":
         project.function(name, "def main(event):\n    return 1\n")
-    result = run_cli("validate", str(project.app_yaml), env=_env())
+    result = run_cli("validate", str(project.app_yaml), env=clean_env())
     assert result.returncode == 0, result.stderr
     assert "ok (3 functions: 3 timer)" in result.stdout
 

@@ -26,6 +26,7 @@ from lakefn.runtime import Runtime
 from lakefn.sources.local import append, path_for
 from tests._serving import (
     TABLE,
+    Pace,
     Served,
     Servers,
     new_table,
@@ -94,23 +95,6 @@ def deliveries(proj: ProjectDir) -> list[list[int]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-class Pace:
-    """Stands in for `asyncio.sleep` in a runtime: notes every wait and lets the loop go on at
-    once; after `stop_after` waits it parks its caller until the runtime stops."""
-
-    def __init__(self, stop_after: int) -> None:
-        self.waits: list[float] = []
-        self.stop_after = stop_after
-        self.done = asyncio.Event()
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        if len(self.waits) >= self.stop_after:
-            self.done.set()
-            await asyncio.Event().wait()
-        await asyncio.sleep(0)
 
 
 def checkpoint_on_disk(state: Path) -> int | None:

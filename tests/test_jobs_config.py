@@ -4,12 +4,12 @@ lists such functions but leaves scheduling and watching them to their jobs."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from lakefn import ConfigError
 from lakefn.config import parse_config
+from tests._serving import clean_env
 from tests.conftest import run_cli
 
 GOOD = """\
@@ -152,7 +152,7 @@ def test_the_server_lists_job_functions_but_neither_schedules_nor_watches_them(p
 
 
 def test_lakefn_functions_shows_run_on(proj) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
+    env = clean_env()
     text = run_cli("functions", "--app", str(proj.root), env=env)
     assert text.returncode == 0
     rows = {line.split()[0]: line for line in text.stdout.splitlines()}

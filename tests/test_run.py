@@ -5,7 +5,6 @@ PostgreSQL state too."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from deltalake import write_deltalake
 
 from lakefn.sources.local import path_for
 from tests._postgres import PostgresServer, new_schema
+from tests._serving import clean_env
 from tests.conftest import LAKEFN, run_cli
 
 APP = """\
@@ -72,10 +72,7 @@ def proj(project):
 
 
 def _env(state: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
-    if state is not None:
-        env["LAKEFN_STATE"] = state
-    return env
+    return clean_env() if state is None else clean_env(LAKEFN_STATE=state)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

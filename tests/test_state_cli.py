@@ -12,11 +12,19 @@ from typing import Any
 import pytest
 
 from tests._postgres import PostgresServer, new_schema
-from tests._serving import TABLE, Served, clean_env, commit, project_servers, wait_for
+from tests._serving import (
+    TABLE,
+    Served,
+    clean_env,
+    commit,
+    project_servers,
+    ready,
+    sink_project,
+    versions,
+    wait_for,
+)
 from tests.conftest import ProjectDir, run_cli
 from tests.test_notebook_magics import ip, magic, sample  # noqa: F401 - fixtures
-from tests.test_state_postgres import make_project, ready
-from tests.test_watcher_process import versions
 
 
 @pytest.fixture
@@ -26,7 +34,7 @@ def servers() -> Iterator[Callable[..., Served]]:
 
 @pytest.fixture
 def pg_project(project: ProjectDir, postgres: PostgresServer) -> ProjectDir:
-    return make_project(project, postgres.url(schema=new_schema()))
+    return sink_project(project, postgres.url(schema=new_schema()))
 
 
 @pytest.fixture
@@ -77,7 +85,7 @@ def test_set_skips_ahead_while_no_server_runs_and_honours_lakefn_state(
     project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Served]
 ) -> None:
     # app.yaml names a SQLite file; LAKEFN_STATE points every command at PostgreSQL instead.
-    proj = make_project(project, "state.db")
+    proj = sink_project(project, "state.db")
     state = postgres.url(schema=new_schema())
     server = servers(proj, env={"LAKEFN_STATE": state})
     ready(server)
@@ -100,7 +108,7 @@ def test_set_skips_ahead_while_no_server_runs_and_honours_lakefn_state(
 def test_logs_shows_invocations_across_restarts_with_their_log_lines(
     project: ProjectDir, servers: Callable[..., Served]
 ) -> None:
-    proj = make_project(project, "state.db")
+    proj = sink_project(project, "state.db")
     proj.function(
         "sink",
         """\
@@ -133,7 +141,7 @@ def _delivered_up_to(server: Served) -> int | None:
 def test_local_state_on_a_databricks_app_is_called_out_with_the_fix(
     project: ProjectDir, servers: Callable[..., Served]
 ) -> None:
-    proj = make_project(project, ".lakefn/state.db")
+    proj = sink_project(project, ".lakefn/state.db")
     as_app = {"DATABRICKS_APP_NAME": "orders-app"}
     server = servers(proj, env=as_app)
     ready(server)
@@ -149,7 +157,7 @@ def test_local_state_on_a_databricks_app_is_called_out_with_the_fix(
 def test_no_warning_with_shared_state_or_outside_an_app(
     project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Served]
 ) -> None:
-    proj = make_project(project, postgres.url(schema=new_schema()))
+    proj = sink_project(project, postgres.url(schema=new_schema()))
     server = servers(proj, env={"DATABRICKS_APP_NAME": "orders-app"})
     ready(server)
     assert "state_warning" not in server.tables()
@@ -168,7 +176,7 @@ def test_no_warning_with_shared_state_or_outside_an_app(
 def test_a_bad_state_setting_is_refused_with_file_line_and_field(
     project: ProjectDir, state: str, problem: str | None
 ) -> None:
-    make_project(project, state)
+    sink_project(project, state)
     done = run_cli("validate", cwd=project.root, env=clean_env())
     if problem is None:
         done = run_cli(

@@ -2,7 +2,7 @@
 server itself stopped under them; `state: lakebase` from the PG* variables; the OAuth token path.
 
 The table function appends each version it is handed to a file and fsyncs it before returning
-(tests/test_watcher_process.py's SINK): that file is the ground truth of what was delivered.
+(tests/_serving.py's SINK): that file is the ground truth of what was delivered.
 """
 
 from __future__ import annotations
@@ -21,20 +21,19 @@ from lakefn import LakefnError
 from lakefn._exceptions import StateStoreUnavailable
 from lakefn.checkpoints.lakebase import LakebaseCheckpointStore
 from lakefn.checkpoints.selection import open_store
-from lakefn.sources.local import create_table
 from tests._postgres import PostgresServer, new_schema
-from tests._serving import TABLE, Served, commit, project_servers, wait_for
-from tests.conftest import ProjectDir
-from tests.test_watcher_process import SINK, delivered, versions
-
-APP = (
-    "tables: {local_root: catalog, source: local}\n"
-    'state: "STATE"\n'
-    "functions:\n"
-    "  - name: sink\n"
-    "    trigger: {type: unity_table, check_interval: 0.05}\n"
-    f"    table_name: {TABLE}\n"
+from tests._serving import (
+    TABLE,
+    Served,
+    commit,
+    delivered,
+    project_servers,
+    ready,
+    sink_project,
+    versions,
+    wait_for,
 )
+from tests.conftest import ProjectDir
 
 
 def processes(server: Served) -> set[str]:
@@ -42,26 +41,15 @@ def processes(server: Served) -> set[str]:
     return {entry.get("process", "").rpartition(":")[2] for entry in server.invocations()}
 
 
-def make_project(project: ProjectDir, state: str) -> ProjectDir:
-    project.config(APP.replace("STATE", state))
-    project.function("sink", SINK)
-    create_table(project.root / "catalog", TABLE, [{"id": 0}])
-    return project
-
-
 @pytest.fixture
 def servers() -> Iterator[Callable[..., Served]]:
     yield from project_servers()
 
 
-def ready(server: Served) -> None:
-    wait_for(lambda: server.tables()["last_processed_version"] is not None)
-
-
 def test_two_servers_on_postgres_deliver_50_versions_once_even_when_one_is_killed(
     project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Served]
 ) -> None:
-    proj = make_project(project, postgres.url(schema=new_schema()))
+    proj = sink_project(project, postgres.url(schema=new_schema()))
     one = servers(proj)
     ready(one)
     two = servers(proj)
@@ -94,7 +82,7 @@ def test_two_servers_on_postgres_deliver_50_versions_once_even_when_one_is_kille
 def test_postgres_stopped_while_serving_deliveries_resume_by_themselves(
     project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Served]
 ) -> None:
-    proj = make_project(project, postgres.url(schema=new_schema()))
+    proj = sink_project(project, postgres.url(schema=new_schema()))
     server = servers(proj)
     ready(server)
     commit(proj, 2)
@@ -139,7 +127,7 @@ def test_state_lakebase_from_the_pg_variables_with_pgpassword(
     project: ProjectDir, postgres: PostgresServer, servers: Callable[..., Served]
 ) -> None:
     schema = new_schema()
-    proj = make_project(project, f"lakebase?schema={schema}")
+    proj = sink_project(project, f"lakebase?schema={schema}")
     server = servers(proj, env=postgres.env())
     ready(server)
     commit(proj, 3)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,6 +12,7 @@ from deltalake import DeltaTable
 
 from lakefn.checkpoints.sqlite import SQLiteCheckpointStore
 from lakefn.sources.local import append, create_table, path_for
+from tests._serving import clean_env
 from tests.conftest import ProjectDir, run_cli
 
 TABLE = "main.sales.orders"
@@ -41,11 +41,6 @@ def main(event):
 """
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
-    return env | extra
-
-
 @pytest.fixture
 def proj(project: ProjectDir) -> ProjectDir:
     project.config(APP)
@@ -55,7 +50,7 @@ def proj(project: ProjectDir) -> ProjectDir:
 
 
 def cli(proj: ProjectDir, *args: str) -> tuple[int, str, str]:
-    done = run_cli(*args, cwd=proj.root, env=_env())
+    done = run_cli(*args, cwd=proj.root, env=clean_env())
     assert "Traceback" not in done.stderr, done.stderr
     return done.returncode, done.stdout, done.stderr
 
@@ -166,7 +161,12 @@ def test_mistakes_get_a_clear_error_and_touch_nothing(
 def test_without_an_app_yaml_tables_live_under_lakefn_local_root(tmp_path: Path) -> None:
     root = tmp_path / "elsewhere"
     done = run_cli(
-        "tables", "create", "a.b.c", "--sample", cwd=tmp_path, env=_env(LAKEFN_LOCAL_ROOT=str(root))
+        "tables",
+        "create",
+        "a.b.c",
+        "--sample",
+        cwd=tmp_path,
+        env=clean_env(LAKEFN_LOCAL_ROOT=str(root)),
     )
     assert done.returncode == 0, done.stderr
     assert (root / "a" / "b" / "c" / "_delta_log").is_dir()

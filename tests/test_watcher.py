@@ -30,9 +30,9 @@ from lakefn.journal import Invocation, Journal
 from lakefn.runtime import Runtime
 from lakefn.sources.local import LocalDeltaSource, append, create_table, path_for
 from lakefn.testing import FakeClock
+from tests._serving import TABLE, Pace, runtimes_for_a_test, wait_for
 from tests.conftest import ProjectDir
 
-TABLE = "main.sales.orders"
 KEY = f"watch|{TABLE}"
 
 #: appends one JSON line per call: what a user's function would see of the event
@@ -133,40 +133,11 @@ def deliveries(project: ProjectDir, function: str | None = None) -> list[dict[st
     return [d for d in found if function is None or d.get("function") == function]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Poll until `predicate` holds; the timeout only keeps a broken build from hanging."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        time.sleep(0.02)
-
-
 def more_checks(last_check: Callable[[], Any], count: int = 2) -> None:
     """Wait until the watcher has started `count` more checks (so all but the last finished)."""
     for _ in range(count):
         seen = last_check()
         wait_for(lambda seen=seen: last_check() != seen)
-
-
-class Pace:
-    """Stands in for `asyncio.sleep` in a runtime: notes every wait and lets the loop go on at
-    once; after `stop_after` waits it parks its caller until the runtime stops."""
-
-    def __init__(self, stop_after: int) -> None:
-        self.waits: list[float] = []
-        self.stop_after = stop_after
-        self.done = asyncio.Event()
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        if len(self.waits) >= self.stop_after:
-            self.done.set()
-            await asyncio.Event().wait()
-        await asyncio.sleep(0)
 
 
 def store_seconds(clock: FakeClock) -> Callable[[], float]:
@@ -181,15 +152,7 @@ def catalog(project: ProjectDir) -> Path:
 
 @pytest.fixture
 def runtime(project: ProjectDir) -> Iterator[Callable[..., Runtime]]:
-    made: list[Runtime] = []
-
-    def make(**kwargs: Any) -> Runtime:
-        made.append(project.runtime(**kwargs))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.close()
+    yield from runtimes_for_a_test(project)
 
 
 def recording(project: ProjectDir, functions: str, **kwargs: Any) -> ProjectDir:

@@ -9,138 +9,40 @@ Nothing here is timed: a test waits for what it expects (a line in a file, a che
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from lakefn.sources.local import append, create_table
-from tests.conftest import LAKEFN, ProjectDir, free_port, wait_http
-
-TABLE = "main.sales.orders"
-
-APP = f"""\
-tables: {{local_root: catalog, source: local}}
-state: state.db
-functions:
-  - name: sink
-    trigger: {{type: unity_table, check_interval: 0.05}}
-    table_name: {TABLE}
-"""
-
-#: notes each start in started.log; sleeps while `slow` exists; then records the versions
-SINK = """\
-import os, pathlib, time
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-def _append(name, text):
-    with open(ROOT / name, "a") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-
-def main(event):
-    versions = [c.version for c in event.commits]
-    _append("started.log", f"{versions[0]}..{versions[-1]} {os.getpid()}\\n")
-    while (ROOT / "slow").exists():
-        time.sleep(0.05)
-    _append("delivered.log", "".join(f"{v} {os.getpid()}\\n" for v in versions))
-"""
-
-
-class Server:
-    """One `lakefn serve` process on the project, on a port of its own."""
-
-    def __init__(self, project: ProjectDir) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
-        self.log = (project.root / f"serve-{self.port}.log").open("w")
-        self.process = subprocess.Popen(
-            [LAKEFN, "serve", "--port", str(self.port), "--log-level", "warning"],
-            cwd=project.root,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_http(f"{self.url}/healthz", timeout=30)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tables(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.url}/lakefn/tables", timeout=5).json()[0])
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        self.process.wait(timeout=20)
-        self.log.close()
+from tests._serving import (
+    Served,
+    commit,
+    delivered,
+    project_servers,
+    ready,
+    sink_project,
+    versions,
+    wait_for,
+)
+from tests.conftest import ProjectDir
 
 
 @pytest.fixture
 def proj(project: ProjectDir) -> ProjectDir:
-    project.config(APP)
-    project.function("sink", SINK)
-    create_table(project.root / "catalog", TABLE, [{"id": 0}])
-    return project
+    return sink_project(project)
 
 
 @pytest.fixture
-def servers(proj: ProjectDir) -> Iterator[Callable[[], Server]]:
-    started: list[Server] = []
-
-    def start() -> Server:
-        started.append(Server(proj))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop(signal.SIGKILL)
+def servers() -> Iterator[Callable[..., Served]]:
+    """`servers(proj)` starts `lakefn serve` on the project and waits until it serves."""
+    yield from project_servers(log_level="warning")
 
 
-def commit(proj: ProjectDir, n: int = 1) -> None:
-    for _ in range(n):
-        append(proj.root / "catalog", TABLE, [{"id": 1}])
-
-
-def delivered(proj: ProjectDir) -> list[tuple[int, int]]:
-    path = proj.root / "delivered.log"
-    if not path.exists():
-        return []
-    return [tuple(map(int, line.split())) for line in path.read_text().splitlines()]  # type: ignore[misc]
-
-
-def versions(proj: ProjectDir) -> list[int]:
-    return [version for version, _ in delivered(proj)]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Poll until `predicate` holds; the timeout only keeps a broken build from hanging."""
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        time.sleep(0.05)
-    return value
-
-
-def ready(server: Server) -> None:
-    """Serving, and the first check has recorded where the function starts."""
-    wait_for(lambda: server.tables()["last_processed_version"] is not None)
-
-
-def settled(server: Server) -> None:
+def settled(server: Served) -> None:
     """Wait until `server` has started two more checks, so one whole check ran after the
     moment of calling: whatever it was going to deliver by then, it has."""
     for _ in range(2):
@@ -149,16 +51,16 @@ def settled(server: Server) -> None:
 
 
 def test_stopped_and_restarted_nothing_lost_nothing_replayed(
-    proj: ProjectDir, servers: Callable[[], Server]
+    proj: ProjectDir, servers: Callable[..., Served]
 ) -> None:
-    first = servers()
+    first = servers(proj)
     ready(first)
     commit(proj, 3)
     wait_for(lambda: versions(proj) == [1, 2, 3])
     wait_for(lambda: first.tables()["last_processed_version"] == 3)
     first.stop(signal.SIGTERM)
     commit(proj, 2)  # while nobody watches
-    second = servers()
+    second = servers(proj)
     wait_for(lambda: versions(proj)[-1:] == [5])
     commit(proj)
     wait_for(lambda: versions(proj)[-1:] == [6])
@@ -168,9 +70,9 @@ def test_stopped_and_restarted_nothing_lost_nothing_replayed(
 
 
 def test_killed_while_idle_and_restarted_nothing_lost_nothing_replayed(
-    proj: ProjectDir, servers: Callable[[], Server]
+    proj: ProjectDir, servers: Callable[..., Served]
 ) -> None:
-    first = servers()
+    first = servers(proj)
     ready(first)
     commit(proj, 2)
     wait_for(lambda: versions(proj) == [1, 2])
@@ -186,16 +88,16 @@ def test_killed_while_idle_and_restarted_nothing_lost_nothing_replayed(
         db.close()
     assert moved == 1
     commit(proj, 2)
-    second = servers()
+    second = servers(proj)
     wait_for(lambda: versions(proj)[-1:] == [4])
     settled(second)
     assert versions(proj) == [1, 2, 3, 4]
 
 
 def test_killed_during_a_function_that_range_is_delivered_again(
-    proj: ProjectDir, servers: Callable[[], Server]
+    proj: ProjectDir, servers: Callable[..., Served]
 ) -> None:
-    first = servers()
+    first = servers(proj)
     ready(first)
     (proj.root / "slow").touch()
     # Frozen while both commits land, the server sees them together: one call, versions 1..2.
@@ -210,7 +112,7 @@ def test_killed_during_a_function_that_range_is_delivered_again(
     first.stop(signal.SIGKILL)  # the function is still running: versions 1..2 never finished
     (proj.root / "slow").unlink()
     assert versions(proj) == []
-    second = servers()
+    second = servers(proj)
     wait_for(lambda: versions(proj) == [1, 2])
     settled(second)
     starts = started.read_text().splitlines()
@@ -219,11 +121,11 @@ def test_killed_during_a_function_that_range_is_delivered_again(
 
 
 def test_two_servers_on_one_state_file_never_deliver_a_version_twice(
-    proj: ProjectDir, servers: Callable[[], Server]
+    proj: ProjectDir, servers: Callable[..., Served]
 ) -> None:
-    one = servers()
+    one = servers(proj)
     ready(one)
-    two = servers()  # holds no lease yet, so it only waits its turn
+    two = servers(proj)  # holds no lease yet, so it only waits its turn
     for _ in range(12):
         commit(proj)
         time.sleep(0.02)
@@ -242,7 +144,7 @@ def test_two_servers_on_one_state_file_never_deliver_a_version_twice(
     assert {pid for version, pid in delivered(proj) if version > 12} == {other.pid}
 
 
-def freeze_outside_a_transaction(server: Server, state: Path) -> None:
+def freeze_outside_a_transaction(server: Served, state: Path) -> None:
     """SIGSTOP the server at a moment it holds no SQLite write lock. Frozen inside a write, it
     would block every process on the file until woken: a different failure from the one a
     stalled holder's test is about."""
@@ -262,11 +164,11 @@ def freeze_outside_a_transaction(server: Server, state: Path) -> None:
 
 
 def test_a_stalled_holder_gives_way_and_does_not_deliver_again_when_it_wakes(
-    proj: ProjectDir, servers: Callable[[], Server]
+    proj: ProjectDir, servers: Callable[..., Served]
 ) -> None:
-    one = servers()
+    one = servers(proj)
     ready(one)
-    two = servers()
+    two = servers(proj)
     commit(proj, 2)
     wait_for(lambda: versions(proj) == [1, 2])
     freeze_outside_a_transaction(one, proj.root / "state.db")  # its lease runs out: two takes over

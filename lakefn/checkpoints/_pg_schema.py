@@ -52,7 +52,7 @@ def create_schema(conn: psycopg.Connection[Any], schema: str, where: str) -> Non
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
         for statement in _TABLES.split(";"):
             if statement.strip():
-                conn.execute(sql.SQL(statement.strip()).format(s=name))  # type: ignore[arg-type]
+                conn.execute(sql.SQL(statement.strip()).format(s=name))
         row = conn.execute(statements.version).fetchone()
         found = None if row is None else row[0]
         if found is None:
@@ -68,7 +68,7 @@ class Statements:
         s = sql.Identifier(schema)
 
         def q(text: str) -> sql.Composed:
-            return sql.SQL(text).format(s=s)  # type: ignore[arg-type]
+            return sql.SQL(text).format(s=s)
 
         self.version = q("SELECT max(version) FROM {s}.schema_version")
         self.set_version = q("INSERT INTO {s}.schema_version (version) VALUES (%s)")

@@ -83,7 +83,7 @@ class FunctionRoute(APIRoute):
     answers those by a dict lookup in front of the whole Starlette stack."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        return self.endpoint  # type: ignore[no-any-return]
+        return self.endpoint
 
 
 def mount(app: FastAPI, functions: Sequence[FunctionConfig], invoker: Invoker, limit: int) -> None:

@@ -6,24 +6,26 @@ catalog, so tests never touch .lakefn/, and its clock stands still until a test 
 
 from datetime import datetime, timezone
 
+from lakefn.testing import LakefnHarness
 
-def test_hello_greets_by_name(lakefn):
+
+def test_hello_greets_by_name(lakefn: LakefnHarness) -> None:
     assert lakefn.invoke("hello", {"name": "Ada"}) == {"message": "hello, Ada"}
 
 
-def test_hello_over_http(lakefn):
+def test_hello_over_http(lakefn: LakefnHarness) -> None:
     response = lakefn.client.post("/hello", json={})
     assert response.status_code == 200
     assert response.json() == {"message": "hello, world"}
 
 
-def test_every_call_is_recorded(lakefn):
+def test_every_call_is_recorded(lakefn: LakefnHarness) -> None:
     lakefn.invoke("hello", {"name": "Ada"})
     invocation = lakefn.last_invocation
     assert (invocation.function, invocation.status) == ("hello", "ok")
 
 
-def test_tick_reports_its_scheduled_time(lakefn):
+def test_tick_reports_its_scheduled_time(lakefn: LakefnHarness) -> None:
     at = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
     assert lakefn.fire_timer("tick", at=at) == {"scheduled_time": "2026-01-01T12:00:00+00:00"}
 
