@@ -164,3 +164,19 @@ def test_lakefn_sources_cannot_be_replaced_or_taken_out() -> None:
         register_source("auto", DictSource)
     with pytest.raises(ValueError, match="one of lakefn's own"):
         unregister_source("recorded")
+
+
+def test_a_source_that_cannot_start_names_the_setting(
+    project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`spark` outside a notebook, with no Spark session to be had: a clear error naming
+    app.yaml's setting, never another source."""
+    import lakefn.sources.spark as spark
+
+    monkeypatch.setattr(spark, "active_spark_session", lambda connect=True: None)
+    project.config("tables: {source: spark}\n")
+    with pytest.raises(SourceUnavailable) as info:
+        select_source(load_project(project.app_yaml))
+    message = str(info.value)
+    assert message.startswith("table source 'spark' is unavailable: no Spark session")
+    assert message.endswith("(app.yaml's tables.source: spark)")

@@ -93,10 +93,17 @@ def choose(source: str) -> str:
 def select_source(project: Project) -> TableSource:
     """The source `tables.source` names, built for `project`. SourceUnavailable, naming the
     setting, when no source has that name or its module cannot be imported."""
-    name = choose(project.config.tables.source)
+    setting = project.config.tables.source
+    name = choose(setting)
     factory = _factory(name)
     build = getattr(factory, "from_project", factory)
-    return build(project)  # type: ignore[no-any-return]
+    try:
+        return build(project)  # type: ignore[no-any-return]
+    except SourceUnavailable as exc:  # said with the setting that chose it, to change it
+        chosen = setting if setting == name else f"{setting}, which chose {name}"
+        raise SourceUnavailable(
+            exc.source, f"{exc.reason} (app.yaml's tables.source: {chosen})"
+        ) from None
 
 
 def _factory(name: str) -> Any:
