@@ -1,5 +1,7 @@
 """A job's part of the bundle: the Databricks Job running one `run_on: job` function with
-`lakefn run`, on its schedule (as Quartz) or when its table changes."""
+`lakefn run`. What starts the job is its trigger kind's `job_trigger` (a timer's schedule as
+Quartz, a table's table-update trigger); the rest (task, retries, environment) is the same for
+every kind."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """`lakefn run NAME`: run one timer or table function once, the way its Databricks Job does.
 
+The function's trigger kind decides (`TriggerKind.run_as_job`); the timer and unity_table
+kinds hand over to `run_timer` and `run_table` here, with what each uses.
+
 A table function's run is the watcher's own check, repeated until nothing is new: the same
 checkpoint, the same rules (operations, start, gaps, recreated tables, retry) and the same lease
 per (function, table). A second run started while one holds the lease waits for it (up to
