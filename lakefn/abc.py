@@ -4,9 +4,11 @@ A `Runtime` is handed one instance of each (with in-process defaults), so tests 
 without patching:
 
 - `TableSource`: where unity_table triggers read a table's history and changes
-  (`lakefn.sources.local`, `.warehouse`, `.spark`, `.recorded`).
+  (`lakefn.sources.local`, `.warehouse`, `.spark`, `.recorded`; app.yaml's `tables.source`
+  names one through `lakefn.sources.selection.SOURCES`).
 - `CheckpointStore`: where the last processed version per (function, table) is kept
-  (`lakefn.checkpoints.sqlite`, `.memory`).
+  (`lakefn.checkpoints.sqlite`, `.postgres`, `.lakebase`, `.memory`; the scheme of app.yaml's
+  `state:` names one through `lakefn.checkpoints.selection.STORES`).
 - `Clock`: what time it is, for timers; `lakefn.testing.FakeClock` is one tests can advance.
 - `TriggerKind`: one kind of trigger (`type:` in app.yaml): its config model, its runner, how
   it runs by hand and describes itself (`lakefn.triggers.http`, `.timer`, `.unity_table`;
