@@ -223,7 +223,8 @@ class TimerKind(TriggerKind):
 
     @classmethod
     def job_problems(cls, function: FunctionConfig) -> list[Problem]:
-        from ..jobs.quartz import NotConvertible, to_quartz
+        from .._exceptions import NotConvertible
+        from ..jobs.quartz import to_quartz
 
         trigger = function.trigger
         assert isinstance(trigger, TimerTrigger)
