@@ -1,7 +1,8 @@
 """A trigger kind added from outside lakefn that runs as a Databricks Job: its hooks alone
 decide the job's trigger (`job_trigger`, `job_parameters`), what Jobs cannot express
 (`job_problems`, refused with app.yaml's line) and what `lakefn run` does (`run_as_job`).
-A kind without them cannot `run_on: job`: app.yaml refuses it, `lakefn run` says so.
+A kind without them cannot `run_on: job`: app.yaml refuses it, `lakefn run` says so. The
+console shows the kind by the summary it gives of itself.
 """
 
 from __future__ import annotations
@@ -180,3 +181,23 @@ def test_lakefn_run_on_a_kind_without_job_hooks_says_it_cannot(project: ProjectD
             runtime.close()
     finally:
         triggers.unregister("in_app_only")
+
+
+async def test_the_console_shows_a_registered_kind_by_its_summary(
+    arrival_project: ProjectDir,
+) -> None:
+    import httpx
+
+    from lakefn import create_app
+
+    runtime = arrival_project.runtime()
+    app = create_app(runtime=runtime)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+            page = (await client.get("/lakefn/console/live")).text
+    finally:
+        runtime.close()
+    row = page[page.index('data-function="landed"') :].split("</tr>")[0]
+    assert '<span class="kind">file_arrival</span>' in row
+    assert "<code>files in /Volumes/main/raw/landing/</code>" in row
