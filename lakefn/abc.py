@@ -4,9 +4,11 @@ A `Runtime` is handed one instance of each (with in-process defaults), so tests 
 without patching:
 
 - `TableSource`: where unity_table triggers read a table's history and changes
-  (`lakefn.sources.local`, `.warehouse`, `.spark`, `.recorded`).
+  (`lakefn.sources.local`, `.warehouse`, `.spark`, `.recorded`; app.yaml's `tables.source`
+  names one through `lakefn.sources.selection.SOURCES`).
 - `CheckpointStore`: where the last processed version per (function, table) is kept
-  (`lakefn.checkpoints.sqlite`, `.memory`).
+  (`lakefn.checkpoints.sqlite`, `.postgres`, `.lakebase`, `.memory`; the scheme of app.yaml's
+  `state:` names one through `lakefn.checkpoints.selection.STORES`).
 - `Clock`: what time it is, for timers; `lakefn.testing.FakeClock` is one tests can advance.
 - `TriggerKind`: one kind of trigger (`type:` in app.yaml): its config model, its runner, how
   it runs by hand and describes itself (`lakefn.triggers.http`, `.timer`, `.unity_table`;
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from .events import Commit
     from .functions import FunctionRegistry
     from .invoker import Invoker
+    from .jobs.run import RunReport
     from .journal import Invocation, Journal
 
 
@@ -175,8 +178,9 @@ class TriggerKind(ABC):
     config_model: ClassVar[builtins.type[BaseModel]]  # `type` is the attribute above
     #: its functions name a Unity table (`table_name`)
     uses_table: ClassVar[bool] = False
-    #: its functions may `run_on: job` (a Databricks Job runs them instead of the app)
-    runs_as_job: ClassVar[bool] = True
+    #: its functions may `run_on: job` (a Databricks Job runs them instead of the app); a kind
+    #: that sets it implements `job_trigger` and `run_as_job` below
+    runs_as_job: ClassVar[bool] = False
     #: what a run by hand takes, for forms: "json" (a JSON value), "commit" (a simulated
     #: commit: operation, rows, version, replay_from) or "none"
     hand_input: ClassVar[str] = "json"
@@ -239,3 +243,31 @@ class TriggerKind(ABC):
 
             raise WrongTrigger(name, config.kind, self.type)
         return config
+
+    # -- as a Databricks Job (`run_on: job`, when `runs_as_job`) -----------------------------
+
+    #: what `lakefn bundle` adds to the job task's `lakefn run NAME` arguments
+    job_parameters: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def job_problems(cls, function: FunctionConfig) -> list[Problem]:
+        """What in `function`'s settings a Databricks Job cannot express, for `lakefn bundle`
+        (`where` within the function: `("trigger", "schedule")`); empty when all is well."""
+        return []
+
+    @classmethod
+    def job_trigger(cls, function: FunctionConfig) -> dict[str, Any]:
+        """The job settings that start `function`'s job (`schedule`, or `trigger`), for the
+        bundle's job resource; called only when `job_problems` found none."""
+        from ._exceptions import NotRunnable
+
+        raise NotRunnable(function.name, cls.type)
+
+    async def run_as_job(
+        self, name: str, *, scheduled_time: datetime | None, lease_wait: float
+    ) -> RunReport:
+        """Run function `name` once as its job does (`lakefn run`): `scheduled_time` is the
+        job's trigger time (None: now), `lease_wait` how long to wait for another run."""
+        from ._exceptions import NotRunnable
+
+        raise NotRunnable(name, self.type)

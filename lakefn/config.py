@@ -39,6 +39,7 @@ from ._tablename import TableName
 from ._yaml import MAX_FILE_BYTES, Path_, load_with_lines
 
 # The trigger models live with their kinds; importable from here as before.
+from .sources.selection import source_names
 from .triggers import KINDS
 from .triggers.http import HTTP_METHODS, LAKEFN_ROUTES, RESERVED_ENDPOINTS, HttpTrigger
 from .triggers.timer import TimerTrigger
@@ -247,8 +248,19 @@ def _kinds_where(flag: str) -> str:
     return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else "no"
 
 
+def _source_names(names: tuple[str, ...]) -> Any:
+    """`tables.source` in app.yaml: one of the table sources' names (or auto)."""
+    return Literal[names]  # built at runtime from lakefn.sources.selection.SOURCES
+
+
+if TYPE_CHECKING:  # to type checkers, any name (the sources are registered at runtime)
+    SourceName = str
+else:
+    SourceName = _source_names(source_names())
+
+
 class TablesConfig(_Model):
-    source: Literal["auto", "local", "warehouse", "spark", "recorded"] = "auto"
+    source: SourceName = "auto"
     local_root: str = LOCAL_CATALOG
     concurrency: int = Field(default=8, ge=1, le=256)
     # warehouse source: fetch large results from cloud storage (CloudFetch); off because
@@ -358,4 +370,13 @@ def use_kinds(kinds: Mapping[str, type[TriggerKind]]) -> None:
     union = _trigger_union(kinds)
     FunctionConfig.model_fields["trigger"] = FieldInfo.from_annotation(union)
     FunctionConfig.model_rebuild(force=True)
+    AppConfig.model_rebuild(force=True)
+
+
+def use_sources(names: tuple[str, ...]) -> None:
+    """Make app.yaml's `tables.source` accept exactly `names` (after `register_source`)."""
+    TablesConfig.model_fields["source"] = FieldInfo.from_annotated_attribute(
+        _source_names(names), "auto"
+    )
+    TablesConfig.model_rebuild(force=True)
     AppConfig.model_rebuild(force=True)

@@ -115,16 +115,14 @@ def ephemeral_state_warning(project: Project, *, deployed: bool | None = None) -
     that disk starts empty at every deploy or restart, so versions committed meanwhile would
     never be delivered. The warning says so and names the fix; None when all is well.
     `deployed` (default: whether DATABRICKS_APP_NAME is set) asks as if deployed."""
-    from ..config import TableTrigger
+    from ..triggers import KINDS
 
     if deployed is None:
         deployed = bool(os.environ.get("DATABRICKS_APP_NAME"))
     if not deployed:
         return None
     watched = [
-        f.name
-        for f in project.config.functions
-        if isinstance(f.trigger, TableTrigger) and getattr(f, "run_on", "app") == "app"
+        f.name for f in project.config.functions if KINDS[f.kind].uses_table and f.run_on == "app"
     ]
     state = project_state(project)
     try:

@@ -25,11 +25,15 @@ from .._exceptions import (
     NotATableFunction,
     WrongTable,
 )
-from ..config import TableTrigger
+from ..triggers import KINDS
 
 if TYPE_CHECKING:
     from ..abc import CheckpointStore
     from ..project import Project
+
+#: a watched function's seconds between checks (its lease is three of them) when its trigger
+#: sets none: the unity_table default
+DEFAULT_CHECK_INTERVAL = 30.0
 
 
 @dataclass(frozen=True)
@@ -92,11 +96,11 @@ def _details(store: CheckpointStore) -> list[dict[str, Any]]:
 
 
 def watched(project: Project) -> dict[str, tuple[str, float]]:
-    """function -> (table, check_interval) for every unity_table function."""
+    """function -> (table, check_interval) for every function whose kind watches a table."""
     return {
-        fn.name: (str(fn.table), fn.trigger.check_interval)
+        fn.name: (str(fn.table), getattr(fn.trigger, "check_interval", DEFAULT_CHECK_INTERVAL))
         for fn in project.config.functions
-        if isinstance(fn.trigger, TableTrigger) and fn.table is not None
+        if KINDS[fn.kind].uses_table and fn.table is not None
     }
 
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import TableTrigger
+from ..triggers import KINDS
 from .wheel import requires, version, wheel_name
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def app_resource(project: Project, bundle_name: str, warnings: list[str]) -> dic
         v.value_from for v in project.config.env if v.value_from and "WAREHOUSE" in v.name
     }
     needs_warehouse = any(
-        isinstance(f.trigger, TableTrigger) and f.run_on == "app" for f in project.config.functions
+        KINDS[f.kind].uses_table and f.run_on == "app" for f in project.config.functions
     ) and project.config.tables.source in ("auto", "warehouse")
     if needs_warehouse and not warehouse_names:
         warnings.append(

@@ -1,5 +1,7 @@
 """A job's part of the bundle: the Databricks Job running one `run_on: job` function with
-`lakefn run`, on its schedule (as Quartz) or when its table changes."""
+`lakefn run`. What starts the job is its trigger kind's `job_trigger` (a timer's schedule as
+Quartz, a table's table-update trigger); the rest (task, retries, environment) is the same for
+every kind."""
 
 from __future__ import annotations
 
@@ -7,11 +9,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConfigError, ConfigIssue
-from ..config import FunctionConfig, TableTrigger, TimerTrigger
+from ..triggers import KINDS
 from ._app_resource import APP_DIR
-from .quartz import NotConvertible, to_quartz
 
 if TYPE_CHECKING:
+    from ..abc import Problem
+    from ..config import FunctionConfig
     from ..project import Project
 
 RUNNER = "jobs/lakefn_run.py"
@@ -42,33 +45,20 @@ if code:
 def job_resource(
     project: Project, fn: FunctionConfig, bundle_name: str, dependencies: list[str]
 ) -> dict[str, Any]:
-    """The job that runs `fn` with `lakefn run`: on its schedule, or when its table changes."""
+    """The job that runs `fn` with `lakefn run`, started as its kind says (`job_trigger`):
+    on its schedule, or when its table changes. ConfigError for what Jobs cannot express."""
+    kind = KINDS[fn.kind]
+    _refuse(project, fn, kind.job_problems(fn))
     settings = fn.job
-    paused = "PAUSED" if settings and settings.paused else "UNPAUSED"
     parameters = ["run", fn.name, "--app", f"${{workspace.file_path}}/{APP_DIR}"]
     job: dict[str, Any] = {
         "name": f"{bundle_name} {fn.name}",
         "description": fn.description or f"lakefn function {fn.name}",
         "max_concurrent_runs": 1,
         "queue": {"enabled": True},
+        **kind.job_trigger(fn),
     }
-    if isinstance(fn.trigger, TimerTrigger):
-        job["schedule"] = {
-            "quartz_cron_expression": _quartz(project, fn),
-            "timezone_id": fn.trigger.timezone,
-            "pause_status": paused,
-        }
-        parameters += ["--scheduled-time", "{{job.trigger.time.iso_datetime}}"]
-    else:
-        table_update: dict[str, Any] = {
-            "table_names": [str(fn.table)],
-            "condition": "ANY_UPDATED",
-        }
-        if settings and settings.min_time_between_triggers:
-            table_update["min_time_between_triggers_seconds"] = settings.min_time_between_triggers
-        if settings and settings.wait_after_last_change:
-            table_update["wait_after_last_change_seconds"] = settings.wait_after_last_change
-        job["trigger"] = {"pause_status": paused, "table_update": table_update}
+    parameters += kind.job_parameters
     job["tags"] = {"lakefn_function": fn.name, **(settings.tags if settings else {})}
     if settings and settings.email_on_failure:
         job["email_notifications"] = {"on_failure": list(settings.email_on_failure)}
@@ -98,29 +88,23 @@ def _task_timeout(fn: FunctionConfig) -> int:
     return math.ceil((fn.timeout or 0) * attempts + backoff) + TASK_TIME_MARGIN
 
 
-def _quartz(project: Project, fn: FunctionConfig) -> str:
-    assert isinstance(fn.trigger, TimerTrigger)
-    try:
-        return to_quartz(fn.trigger.schedule)
-    except NotConvertible as exc:
-        index = project.config.functions.index(fn)
-        where = ("functions", index, "trigger", "schedule")
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    str(project.path),
-                    project.line(*where),
-                    f"functions[{index}].trigger.schedule",
-                    f"{exc} (run_on: job)",
-                )
-            ]
-        ) from None
+def _refuse(project: Project, fn: FunctionConfig, problems: list[Problem]) -> None:
+    """ConfigError for `problems` in `fn`, each with its file, line and field."""
+    if not problems:
+        return
+    index = project.config.functions.index(fn)
+    issues = []
+    for problem in problems:
+        where = ("functions", index, *problem.where)
+        field = f"functions[{index}]." + ".".join(str(part) for part in problem.where)
+        issues.append(ConfigIssue(str(project.path), project.line(*where), field, problem.message))
+    raise ConfigError(issues)
 
 
 def warn_state(project: Project, warnings: list[str]) -> None:
     state = project.config.state
     table_jobs = any(
-        f.run_on == "job" and isinstance(f.trigger, TableTrigger) for f in project.config.functions
+        f.run_on == "job" and KINDS[f.kind].uses_table for f in project.config.functions
     )
     if table_jobs and not (
         state == "lakebase" or state.startswith(("postgresql://", "postgres://"))

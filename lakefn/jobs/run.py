@@ -1,5 +1,8 @@
 """`lakefn run NAME`: run one timer or table function once, the way its Databricks Job does.
 
+The function's trigger kind decides (`TriggerKind.run_as_job`); the timer and unity_table
+kinds hand over to `run_timer` and `run_table` here, with what each uses.
+
 A table function's run is the watcher's own check, repeated until nothing is new: the same
 checkpoint, the same rules (operations, start, gaps, recreated tables, retry) and the same lease
 per (function, table). A second run started while one holds the lease waits for it (up to
@@ -22,15 +25,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import BadScheduledTime, LakefnError, NotRunnable
-from ..config import HttpTrigger, TableTrigger
+from .._exceptions import BadScheduledTime, LakefnError
 from ..events import TimerEvent
 
 logger = logging.getLogger("lakefn.run")
 
 if TYPE_CHECKING:
-    from ..journal import Invocation
+    from collections.abc import Callable
+
+    from ..abc import CheckpointStore, Clock
+    from ..invoker import Invoker
+    from ..journal import Invocation, Journal
     from ..runtime import Runtime
+    from ..watching import TableWatcher
 
 #: how late a job's timer run may start and still not be `past_due`
 JOB_PAST_DUE_GRACE = timedelta(minutes=5)
@@ -71,7 +78,7 @@ class RunReport:
             "invocations": [_invocation(i) for i in self.invocations],
             "notes": [{"status": n.status, "message": n.error, **n.detail} for n in self.notes],
         }
-        if self.trigger == "unity_table":
+        if self.table is not None:  # a table function's run
             out["table"] = self.table
             out["checkpoint"] = {"before": self.checkpoint_before, "after": self.checkpoint_after}
             out["delivered_versions"] = sorted(
@@ -145,17 +152,17 @@ async def run_function(
     scheduled_time: datetime | None = None,
     lease_wait: float = DEFAULT_LEASE_WAIT,
 ) -> RunReport:
-    """Run `name` once as its job would; the report says what happened."""
-    config = runtime.registry.config(name)  # FunctionNotFound first
-    if isinstance(config.trigger, HttpTrigger):
-        raise NotRunnable(name, "http")
-    if isinstance(config.trigger, TableTrigger):
-        return await _run_table(runtime, name, lease_wait)
-    return await _run_timer(runtime, name, scheduled_time)
+    """Run `name` once as its job would (its kind's `run_as_job`); the report says what
+    happened. NotRunnable for a kind that cannot run as a job."""
+    kind = runtime.kind_of(name)  # FunctionNotFound first
+    return await kind.run_as_job(name, scheduled_time=scheduled_time, lease_wait=lease_wait)
 
 
-async def _run_timer(runtime: Runtime, name: str, scheduled: datetime | None) -> RunReport:
-    now = runtime.clock.now()
+async def run_timer(
+    invoker: Invoker, clock: Clock, name: str, scheduled: datetime | None
+) -> RunReport:
+    """A timer function's job run: one call for the tick at `scheduled` (None: now)."""
+    now = clock.now()
     at = scheduled or now
     past_due = now - at > JOB_PAST_DUE_GRACE
 
@@ -163,7 +170,7 @@ async def _run_timer(runtime: Runtime, name: str, scheduled: datetime | None) ->
         return TimerEvent(function_name=name, scheduled_time=at, past_due=past_due)
 
     detail = {"scheduled_time": at.isoformat(), "past_due": past_due, "job": True}
-    invocation = await runtime.invoker.invoke(name, make_event, detail=detail)
+    invocation = await invoker.invoke(name, make_event, detail=detail)
     return RunReport(
         name,
         "timer",
@@ -175,34 +182,43 @@ async def _run_timer(runtime: Runtime, name: str, scheduled: datetime | None) ->
     )
 
 
-async def _run_table(runtime: Runtime, name: str, lease_wait: float) -> RunReport:
-    watcher = runtime.watcher
+async def run_table(
+    watcher: TableWatcher,
+    checkpoints: Callable[[], CheckpointStore],
+    journal: Journal,
+    name: str,
+    lease_wait: float,
+) -> RunReport:
+    """A table function's job run: every new commit after its checkpoint, under its lease."""
     state = watcher.states[name]
     report = RunReport(name, "unity_table", table=str(state.table))
     recorded: list[Invocation] = []
-    unsubscribe = runtime.journal.subscribe(
-        lambda i: recorded.append(i) if i.function == name else None
-    )
+    unsubscribe = journal.subscribe(lambda i: recorded.append(i) if i.function == name else None)
     try:
-        await _deliver_all(runtime, name, report, lease_wait)
+        await _deliver_all(watcher, checkpoints, name, report, lease_wait)
     except Exception as exc:  # noqa: BLE001 - a broken store or source fails the run, said plainly
         logger.debug("%s: run failed", name, exc_info=True)
         said = str(exc) if isinstance(exc, LakefnError) else f"{type(exc).__name__}: {exc}"
         report.outcome, report.error = "failed", said
     finally:
         unsubscribe()
-    report.checkpoint_after = runtime.watcher.states[name].last_processed
+    report.checkpoint_after = watcher.states[name].last_processed
     delivered = {i.id for i in report.invocations}
     # What the watcher journaled besides the calls: history gaps, a recreated table.
     report.notes = [i for i in recorded if i.id not in delivered]
     return report
 
 
-async def _deliver_all(runtime: Runtime, name: str, report: RunReport, lease_wait: float) -> None:
+async def _deliver_all(
+    watcher: TableWatcher,
+    checkpoints: Callable[[], CheckpointStore],
+    name: str,
+    report: RunReport,
+    lease_wait: float,
+) -> None:
     """The watcher's check, again and again under its lease, until nothing is new."""
-    watcher = runtime.watcher
     state = watcher.states[name]
-    report.checkpoint_before = await asyncio.to_thread(runtime.checkpoints.load, state.key)
+    report.checkpoint_before = await asyncio.to_thread(lambda: checkpoints().load(state.key))
     give_up_at = time.monotonic() + lease_wait
     try:
         while True:
@@ -232,4 +248,4 @@ async def _deliver_all(runtime: Runtime, name: str, report: RunReport, lease_wai
     finally:
         if state.lease_until > 0:
             state.lease_until, state.cached = 0.0, None
-            await asyncio.to_thread(runtime.checkpoints.release, state.key, watcher.owner)
+            await asyncio.to_thread(checkpoints().release, state.key, watcher.owner)

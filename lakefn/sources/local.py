@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
@@ -34,6 +34,9 @@ from .._tablename import TableName
 from ..abc import TableSource
 from ..events import Commit
 from ._rows import commit_from_row, normalize_changes
+
+if TYPE_CHECKING:
+    from ..project import Project
 
 _LOG = "_delta_log"
 
@@ -157,6 +160,11 @@ class LocalDeltaSource(TableSource):
         self.root = Path(root)
         self._tables: dict[TableName, _TableState] = {}
         self._tables_lock = threading.Lock()
+
+    @classmethod
+    def from_project(cls, project: Project) -> LocalDeltaSource:
+        """`tables.source: local`: the tables under `tables.local_root`."""
+        return cls(project.local_root)
 
     def path(self, table: TableName) -> Path:
         return path_for(self.root, table)

@@ -27,6 +27,8 @@ from ._rows import normalize_changes
 if TYPE_CHECKING:
     import pyarrow
 
+    from ..project import Project
+
 
 class SparkSource(TableSource):
     """DESCRIBE HISTORY, DESCRIBE DETAIL and the change data feed, read with `spark`.
@@ -47,6 +49,18 @@ class SparkSource(TableSource):
         """A source on the notebook's session, or a Databricks Connect one; None if neither."""
         spark = active_spark_session(connect=connect)
         return None if spark is None else cls(spark)
+
+    @classmethod
+    def from_project(cls, project: Project) -> SparkSource:
+        """`tables.source: spark`: the active session; SourceUnavailable without one."""
+        source = cls.from_environment()
+        if source is None:
+            raise SourceUnavailable(
+                cls.name,
+                "no Spark session: run inside a Databricks notebook, or install "
+                "lakefn[connect] and configure databricks-connect",
+            )
+        return source
 
     def latest_version(self, table: TableName) -> int:
         newest = self.history.newest(table)

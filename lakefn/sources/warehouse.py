@@ -38,6 +38,8 @@ from ._rows import normalize_changes
 if TYPE_CHECKING:
     import pyarrow
 
+    from ..project import Project
+
 
 def sql_string(text: str) -> str:
     """`text` as a Databricks SQL string literal (backslash escapes are on by default)."""
@@ -96,6 +98,11 @@ class WarehouseSource(TableSource):
         self._lock = threading.Lock()
         self.history = HistoryWindow(self.name, self._describe, keep=history_limit)
         self._table_ids = TableIds(self.history)
+
+    @classmethod
+    def from_project(cls, project: Project) -> WarehouseSource:
+        """`tables.source: warehouse`: the warehouse the environment names."""
+        return cls(use_cloud_fetch=project.config.tables.use_cloud_fetch)
 
     def latest_version(self, table: TableName) -> int:
         newest = self.history.newest(table)

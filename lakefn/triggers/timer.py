@@ -20,7 +20,7 @@ from pydantic import field_validator
 from .._cron import CronSchedule
 from .._exceptions import WrongTrigger
 from .._model import ConfigModel
-from ..abc import TriggerKind
+from ..abc import Problem, TriggerKind
 from ..events import TimerEvent
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..config import FunctionConfig
     from ..functions import FunctionRegistry
     from ..invoker import Invoker
+    from ..jobs.run import RunReport
     from ..journal import Invocation, Journal
 
 logger = logging.getLogger("lakefn.timer")
@@ -214,3 +215,42 @@ class TimerKind(TriggerKind):
     def function_status(self, name: str) -> dict[str, Any]:
         when = self.runner.next_run_times().get(name)
         return {} if when is None else {"next_run_time": when.isoformat()}
+
+    # -- as a Databricks Job: the schedule as Quartz, one call per run ----------------------
+
+    runs_as_job = True
+    job_parameters = ("--scheduled-time", "{{job.trigger.time.iso_datetime}}")
+
+    @classmethod
+    def job_problems(cls, function: FunctionConfig) -> list[Problem]:
+        from .._exceptions import NotConvertible
+        from ..jobs.quartz import to_quartz
+
+        trigger = function.trigger
+        assert isinstance(trigger, TimerTrigger)
+        try:
+            to_quartz(trigger.schedule)
+        except NotConvertible as exc:
+            return [Problem(("trigger", "schedule"), f"{exc} (run_on: job)")]
+        return []
+
+    @classmethod
+    def job_trigger(cls, function: FunctionConfig) -> dict[str, Any]:
+        from ..jobs.quartz import to_quartz
+
+        trigger = function.trigger
+        assert isinstance(trigger, TimerTrigger)
+        paused = function.job is not None and function.job.paused
+        schedule = {
+            "quartz_cron_expression": to_quartz(trigger.schedule),
+            "timezone_id": trigger.timezone,
+            "pause_status": "PAUSED" if paused else "UNPAUSED",
+        }
+        return {"schedule": schedule}
+
+    async def run_as_job(
+        self, name: str, *, scheduled_time: datetime | None, lease_wait: float
+    ) -> RunReport:
+        from ..jobs.run import run_timer
+
+        return await run_timer(self.context.invoker, self.context.clock, name, scheduled_time)

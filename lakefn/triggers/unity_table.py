@@ -20,7 +20,10 @@ from .._model import MAX_VERSION, ConfigModel, check_table_name
 from ..abc import TriggerKind
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ..config import FunctionConfig
+    from ..jobs.run import RunReport
     from ..journal import Invocation
     from .table import TableWatcher
 
@@ -101,3 +104,29 @@ class TableKind(TriggerKind):
             # The watcher's failures are this one, seen from each table: said once here.
             return [f"table triggers cannot open their checkpoint store: {store_problem}"]
         return self.watcher.problems()
+
+    # -- as a Databricks Job: started when the table changes, delivers what is new ----------
+
+    runs_as_job = True
+
+    @classmethod
+    def job_trigger(cls, function: FunctionConfig) -> dict[str, Any]:
+        settings = function.job
+        table_update: dict[str, Any] = {
+            "table_names": [str(function.table)],
+            "condition": "ANY_UPDATED",
+        }
+        if settings and settings.min_time_between_triggers:
+            table_update["min_time_between_triggers_seconds"] = settings.min_time_between_triggers
+        if settings and settings.wait_after_last_change:
+            table_update["wait_after_last_change_seconds"] = settings.wait_after_last_change
+        paused = "PAUSED" if settings and settings.paused else "UNPAUSED"
+        return {"trigger": {"pause_status": paused, "table_update": table_update}}
+
+    async def run_as_job(
+        self, name: str, *, scheduled_time: datetime | None, lease_wait: float
+    ) -> RunReport:
+        from ..jobs.run import run_table
+
+        checkpoints = self.context.options["checkpoints"]
+        return await run_table(self.watcher, checkpoints, self.context.journal, name, lease_wait)
