@@ -147,7 +147,7 @@ def validate_resources(resources: dict[str, Any]) -> None:
     checks += [(Job, key, value) for key, value in resources.get("jobs", {}).items()]
     for model, key, value in checks:
         try:
-            again = model.from_dict(value).as_dict()  # type: ignore[attr-defined]
+            again = model.from_dict(value).as_dict()
         except Exception as exc:  # noqa: BLE001 - any refusal is reported the same
             raise BundleResourceInvalid(key, value, error=exc) from None
         if again != value:
