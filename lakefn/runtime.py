@@ -18,6 +18,7 @@ from ._exceptions import LakefnError
 from ._loopthread import LoopThread
 from ._loopwatch import LoopWatchdog
 from .abc import CheckpointStore, Clock, SystemClock, TableSource, TriggerContext, TriggerKind
+from .events import SimulatedCommit
 from .functions import FunctionRegistry
 from .invoker import Invoker
 from .journal import Invocation, Journal
@@ -226,8 +227,12 @@ class Runtime:
     async def fire_timer(self, name: str, at: datetime | None = None) -> Invocation:
         return await self.timers.fire(name, at=at)
 
-    async def simulate_table_change(self, name: str, **kwargs: Any) -> Invocation:
-        return await self.watcher.simulate(name, **kwargs)
+    async def simulate_table_change(
+        self, name: str, commit: SimulatedCommit | None = None, **fields: Any
+    ) -> Invocation:
+        """Hand table function `name` `commit`, or the one `fields` describe (`operation=`,
+        `rows=`, `version=`, `replay_from=`, as `SimulatedCommit` names them)."""
+        return await self.watcher.simulate(name, commit or SimulatedCommit(**fields))
 
     def reload(self, name: str | None = None) -> list[str]:
         """Re-import one function (or all) from its file; the server keeps serving meanwhile."""

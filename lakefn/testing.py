@@ -43,6 +43,7 @@ from ._exceptions import (
 from ._loopthread import LoopThread
 from ._tablename import TableName
 from .abc import CheckpointStore, Clock, TableSource
+from .events import SimulatedCommit
 from .sources.recorded import RecordedSource
 
 if TYPE_CHECKING:
@@ -291,20 +292,12 @@ class LakefnHarness:
         event is `past_due` when `at` is more than a second before `clock.now()`."""
         return self._outcome(self._run(self.runtime.fire_timer(name, at=at)))
 
-    def simulate_table_change(
-        self,
-        name: str,
-        operation: str = "WRITE",
-        rows: list[dict[str, Any]] | None = None,
-        version: int | None = None,
-        replay_from: int | None = None,
-    ) -> Any:
-        """Hand a table function one fabricated commit (`rows` are its change rows), or the
-        table's real history from version `replay_from` on. No checkpoint moves."""
-        run = self.runtime.simulate_table_change(
-            name, operation=operation, rows=rows, version=version, replay_from=replay_from
-        )
-        return self._outcome(self._run(run))
+    def simulate_table_change(self, name: str, operation: str = "WRITE", **fields: Any) -> Any:
+        """Hand a table function one fabricated commit of `operation`, with `rows=` (its change
+        rows) at `version=`; or, with `replay_from=`, the table's real history from that
+        version on. No checkpoint moves."""
+        commit = SimulatedCommit(operation, **fields)
+        return self._outcome(self._run(self.runtime.simulate_table_change(name, commit)))
 
     def check(self, name: str) -> Any:
         """One check of the real table watcher for function `name`, now: new versions of its

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._defaults import ALL_INTERFACES, DEFAULT_PORT, FUNCTION_NAME, LOCAL_HOST
 from .._exceptions import BadFunctionName, FunctionNotFound, NoProject, NotATcpPort, WatchedByServer
 from .._loopthread import LoopThread
+from ..events import SimulatedCommit
 from .links import build_link
 from .views import InvocationLog, InvocationView, LogCapture, ServerStatus
 
@@ -199,20 +200,14 @@ class Session:
         return self.submit(runtime.invoke(name, payload)).result()
 
     def simulate(
-        self,
-        name: str,
-        operation: str = "WRITE",
-        *,
-        rows: list[dict[str, Any]] | None = None,
-        version: int | None = None,
-        replay_from: int | None = None,
+        self, name: str, commit: SimulatedCommit | str = "WRITE", **fields: Any
     ) -> Invocation:
-        """Hand a table function a fabricated commit (or real history from `replay_from`)."""
+        """Hand a table function `commit`: a `SimulatedCommit`, or the operation of the one
+        `fields` describe (`rows=`, `version=`, or `replay_from=` to replay real history)."""
+        if isinstance(commit, str):
+            commit = SimulatedCommit(commit, **fields)
         runtime = self.require()
-        coro = runtime.simulate_table_change(
-            name, operation=operation, rows=rows, version=version, replay_from=replay_from
-        )
-        return self.submit(coro).result()
+        return self.submit(runtime.simulate_table_change(name, commit)).result()
 
     def run(
         self, name: str, scheduled_time: datetime | None = None, lease_wait: float | None = None
