@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import LakefnError
-from ._loopthread import LoopThread
+from ._loopthread import LoopThread, run_on
 from ._loopwatch import LoopWatchdog
 from .abc import CheckpointStore, Clock, SystemClock, TableSource, TriggerContext, TriggerKind
 from .events import SimulatedCommit
@@ -244,14 +244,15 @@ class Runtime:
     # -- the same, from synchronous code ---------------------------------------------------
 
     def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run a coroutine on the runtime's loop (or a private one) from a thread without one
-        running, or from a notebook cell whose loop is busy running the cell."""
+        """Run a coroutine from synchronous code (see `run_on`): on the runtime's loop while it
+        runs on another thread (a notebook's server), so it shares the triggers' loop; else on
+        a loop thread of the runtime's own, made on first use."""
         loop = self._loop
-        if loop is not None and loop.is_running() and not _on_loop(loop):
-            return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
-        if self._portal is None or not self._portal.running:
-            self._portal = LoopThread("lakefn-sync").start()
-        return self._portal.run(coro, timeout)
+        if loop is None or not loop.is_running() or _on_loop(loop):
+            if self._portal is None or not self._portal.running:
+                self._portal = LoopThread("lakefn-sync").start()
+            return self._portal.run(coro, timeout)
+        return run_on(loop, coro, timeout)
 
     def invoke_sync(self, name: str, payload: Any = None) -> Invocation:
         return self.run_sync(self.invoke(name, payload))
