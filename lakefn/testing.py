@@ -127,7 +127,7 @@ class LakefnHarness:
         clock: FakeClock | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        from .checkpoints.selection import open_project_store
+        from .checkpoints.sqlite import SQLiteCheckpointStore
         from .journal import Journal
         from .project import load_project
         from .runtime import Runtime
@@ -140,7 +140,8 @@ class LakefnHarness:
         # Code that resolves paths from the project on its own (the function's, or lakefn's)
         # lands in the temporary folder too, never in the project's .lakefn/.
         self._env.set(LOCAL_ROOT_ENV, str(self.workdir / "catalog"))
-        self._env.set("LAKEFN_STATE", str(self.workdir / "state.db"))
+        state = self.workdir / "state.db"
+        self._env.set("LAKEFN_STATE", str(state))
         self._loop: LoopThread | None = None
         self._server: ServerRun | None = None
         self._client: httpx.Client | None = None
@@ -152,7 +153,8 @@ class LakefnHarness:
             # A table given a recorded history (`load_history`) is read from it instead.
             self._source = RecordedOverlay(LocalDeltaSource(self.project.local_root))
             self.tables = LocalTables(self.project.local_root)
-            checkpoints = open_project_store(self.project)
+            # Leases expire on the test's clock, the one the watcher reads: moving it moves both.
+            checkpoints = SQLiteCheckpointStore(state, clock=lambda: self.clock.now().timestamp())
             # Loading the functions can fail (a syntax error): the store is open by then.
             self.runtime: Runtime = Runtime(
                 self.project,
