@@ -13,6 +13,7 @@ from ._tablename import TableName
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from deltalake import DeltaTable
 
     from .events import Commit
 
@@ -68,7 +69,8 @@ class LocalTables:
 
     def rows(self, name: str) -> list[dict[str, Any]]:
         """The table's current rows."""
-        return self._open(name).to_pyarrow_table().to_pylist()
+        rows: list[dict[str, Any]] = self._open(name).to_pyarrow_table().to_pylist()
+        return rows
 
     def history(self, name: str) -> list[Commit]:
         """Every commit, oldest first, as a function's `event.commits` would hold them."""
@@ -76,7 +78,7 @@ class LocalTables:
 
         return LocalDeltaSource(self.root).commits_since(TableName.parse(name), -1)
 
-    def _open(self, name: str) -> Any:
+    def _open(self, name: str) -> DeltaTable:
         from deltalake import DeltaTable
 
         from ._exceptions import TableNotFound

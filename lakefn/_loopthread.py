@@ -98,7 +98,7 @@ def run_on(
     cancelled and TimeoutError raised; a KeyboardInterrupt leaves it running, as a server's
     request would go on.
     """
-    if _running_loop() is loop:
+    if running_here(loop):
         coro.close()
         raise RuntimeError("cannot wait on the running loop from itself: it would deadlock")
     future = asyncio.run_coroutine_threadsafe(coro, loop)
@@ -109,8 +109,9 @@ def run_on(
         raise
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
+def running_here(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` is the one running on the caller's thread (waiting on it would hang)."""
     try:
-        return asyncio.get_running_loop()
+        return asyncio.get_running_loop() is loop
     except RuntimeError:
-        return None
+        return False

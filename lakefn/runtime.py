@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import LakefnError
-from ._loopthread import LoopThread, run_on
+from ._loopthread import LoopThread, run_on, running_here
 from ._loopwatch import LoopWatchdog
 from .abc import CheckpointStore, Clock, SystemClock, TableSource, TriggerContext, TriggerKind
 from .events import SimulatedCommit
@@ -248,7 +248,7 @@ class Runtime:
         runs on another thread (a notebook's server), so it shares the triggers' loop; else on
         a loop thread of the runtime's own, made on first use."""
         loop = self._loop
-        if loop is None or not loop.is_running() or _on_loop(loop):
+        if loop is None or not loop.is_running() or running_here(loop):
             if self._portal is None or not self._portal.running:
                 self._portal = LoopThread("lakefn-sync").start()
             return self._portal.run(coro, timeout)
@@ -277,10 +277,3 @@ class Runtime:
                 }
             )
         return out
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
