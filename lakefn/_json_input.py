@@ -9,34 +9,52 @@ message, and nothing that is not a commit reaches the watcher.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ._exceptions import BadOperation, BadSimulatedCommit, BadVersion, RowsError
 from ._model import MAX_VERSION
+from .events import SimulatedCommit
 
-#: what a simulated commit may name (the arguments of `simulate_table_change`)
+#: what a simulated commit may name (the fields of `SimulatedCommit`)
 SIMULATED_COMMIT = ("operation", "rows", "version", "replay_from")
 
 
-def check_simulated_commit(payload: Any) -> dict[str, Any]:
-    """The manual invoke of a table function is a simulation: `payload` (parsed JSON) names the
-    commit, as keyword arguments for the watcher's `simulate`; InputError naming what is wrong."""
+def check_simulated_commit(payload: Any, *, flags: bool = False) -> SimulatedCommit:
+    """The simulated commit `payload` (parsed JSON, or None for the default one) names, or an
+    InputError naming what is wrong: as `--replay-from` when the fields came from `flags`."""
     if payload is None:
-        return {}
+        return SimulatedCommit()
     if not isinstance(payload, dict) or set(payload) - set(SIMULATED_COMMIT):
         raise BadSimulatedCommit(payload, SIMULATED_COMMIT)
+
+    def named(field: str) -> str:
+        return "--" + field.replace("_", "-") if flags else field
+
     operation = payload.get("operation")
     if operation is not None and not (isinstance(operation, str) and operation.strip()):
-        raise BadOperation("operation")
+        raise BadOperation(named("operation"))
     for field in ("version", "replay_from"):
         value = payload.get(field)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VERSION:
-            raise BadVersion(field, value, MAX_VERSION)
-    if payload.get("rows") is not None:
-        check_rows(payload["rows"], "rows")
-    return payload
+            raise BadVersion(named(field), value, MAX_VERSION)
+    rows = payload.get("rows")
+    return SimulatedCommit(
+        operation=operation if operation is not None else SimulatedCommit.operation,
+        rows=None if rows is None else check_rows(rows, named("rows")),
+        version=payload.get("version"),
+        replay_from=payload.get("replay_from"),
+    )
+
+
+def commit_from_flags(args: Any, parse_rows: Callable[[str], Any]) -> SimulatedCommit:
+    """The commit `lakefn simulate` and `%lakefn simulate` name with their flags: `args` holds
+    `operation`, `rows` (JSON text, read by `parse_rows`), `version` and `replay_from`."""
+    fields = {field: getattr(args, field) for field in SIMULATED_COMMIT}
+    fields["rows"] = None if fields["rows"] is None else parse_rows(fields["rows"])
+    return check_simulated_commit(fields, flags=True)
 
 
 def check_rows(

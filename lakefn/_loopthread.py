@@ -1,8 +1,9 @@
 """An asyncio event loop on a thread of its own.
 
-The notebook runs the server here, and the synchronous API (`Runtime.invoke_sync`, the pytest
-fixture, the CLI) runs coroutines here. It never touches the caller's loop, so it works the
-same in a Jupyter kernel whose loop is already running, with or without nest_asyncio.
+The notebook runs the server here, and the synchronous API (`Runtime.run_sync`, the notebook
+session, the pytest fixture, the CLI) runs coroutines here through `run_on`. It never touches the
+caller's loop, so it works the same in a Jupyter kernel whose loop is already running, with or
+without nest_asyncio.
 """
 
 from __future__ import annotations
@@ -58,20 +59,17 @@ class LoopThread:
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Start `coro` on the loop thread; returns at once with a thread-safe future."""
-        if self.loop is None or not self.running:
-            coro.close()
-            raise RuntimeError("the loop thread is not running")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop_for(coro))
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run `coro` on the loop thread and wait for its result from this (other) thread."""
+        """Run `coro` on the loop thread and wait for its result (see `run_on`)."""
+        return run_on(self._loop_for(coro), coro, timeout)
+
+    def _loop_for(self, coro: Coroutine[Any, Any, Any]) -> asyncio.AbstractEventLoop:
         if self.loop is None or not self.running:
-            coro.close()
-            raise RuntimeError("the loop thread is not running")
-        if threading.current_thread() is self.thread:
-            coro.close()
-            raise RuntimeError("LoopThread.run called from its own thread would deadlock")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+            coro.close()  # never run: close it so Python does not warn it was never awaited
+            raise LoopNotRunning()
+        return self.loop
 
     def stop(self, timeout: float = 5.0) -> None:
         if self.loop is not None and self.running:
@@ -80,3 +78,40 @@ class LoopThread:
             self.thread.join(timeout)
         self.thread = None
         self.loop = None
+
+
+class LoopNotRunning(RuntimeError):
+    """The loop thread was stopped (or never started): nothing can run on it."""
+
+    def __init__(self) -> None:
+        super().__init__("the loop thread is not running")
+
+
+def run_on(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], timeout: float | None
+) -> T:
+    """Run `coro` on `loop`, running on another thread, and wait for its result here.
+
+    The one way lakefn's synchronous API runs a coroutine. The caller's own loop is never
+    used: in a notebook it is busy running the cell (patched by nest_asyncio or not), and
+    waiting on it from itself would deadlock. Past `timeout` seconds the coroutine is
+    cancelled and TimeoutError raised; a KeyboardInterrupt leaves it running, as a server's
+    request would go on.
+    """
+    if running_here(loop):
+        coro.close()
+        raise RuntimeError("cannot wait on the running loop from itself: it would deadlock")
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise
+
+
+def running_here(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` is the one running on the caller's thread (waiting on it would hang)."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ._defaults import ALL_INTERFACES, DEFAULT_PORT, LOCAL_HOST
-from ._exceptions import BadOperation, BadPort, ConfigError, JsonInputError, LakefnError
-from ._json_input import check_rows
+from ._exceptions import BadPort, ConfigError, JsonInputError, LakefnError
+from ._json_input import commit_from_flags
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,20 +242,10 @@ def _invoke(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from .runtime import Runtime
 
-    rows = read_json_arg(args.rows, "--rows")
-    rows = None if rows is None else check_rows(rows, "--rows")
-    if not args.operation.strip():
-        raise BadOperation()
+    commit = commit_from_flags(args, lambda text: read_json_arg(text, "--rows"))
     runtime = Runtime.from_path(args.app)
     try:
-        coro = runtime.simulate_table_change(
-            args.name,
-            operation=args.operation,
-            rows=rows,
-            version=args.version,
-            replay_from=args.replay_from,
-        )
-        invocation = runtime.run_sync(coro)
+        invocation = runtime.run_sync(runtime.simulate_table_change(args.name, commit))
     finally:
         runtime.close()
     return _report(invocation)

@@ -38,6 +38,22 @@ class Commit:
         }
 
 
+@dataclass(frozen=True)
+class SimulatedCommit:
+    """A commit a unity_table function is handed by hand (`lakefn simulate`, `%lakefn simulate`,
+    the fixture's `simulate_table_change`, a manual invoke): `operation` with `rows` as its
+    changes, at `version` (default: the one after the table's latest); or, with `replay_from`,
+    the table's real history from that version on, and nothing made up.
+
+    Built by `lakefn._json_input.check_simulated_commit` from what a user typed or posted.
+    """
+
+    operation: str = "WRITE"
+    rows: list[dict[str, Any]] | None = None
+    version: int | None = None
+    replay_from: int | None = None
+
+
 @dataclass
 class Event:
     """What every event carries."""

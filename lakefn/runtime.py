@@ -15,9 +15,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import LakefnError
-from ._loopthread import LoopThread
+from ._loopthread import LoopThread, run_on, running_here
 from ._loopwatch import LoopWatchdog
 from .abc import CheckpointStore, Clock, SystemClock, TableSource, TriggerContext, TriggerKind
+from .events import SimulatedCommit
 from .functions import FunctionRegistry
 from .invoker import Invoker
 from .journal import Invocation, Journal
@@ -226,8 +227,12 @@ class Runtime:
     async def fire_timer(self, name: str, at: datetime | None = None) -> Invocation:
         return await self.timers.fire(name, at=at)
 
-    async def simulate_table_change(self, name: str, **kwargs: Any) -> Invocation:
-        return await self.watcher.simulate(name, **kwargs)
+    async def simulate_table_change(
+        self, name: str, commit: SimulatedCommit | None = None, **fields: Any
+    ) -> Invocation:
+        """Hand table function `name` `commit`, or the one `fields` describe (`operation=`,
+        `rows=`, `version=`, `replay_from=`, as `SimulatedCommit` names them)."""
+        return await self.watcher.simulate(name, commit or SimulatedCommit(**fields))
 
     def reload(self, name: str | None = None) -> list[str]:
         """Re-import one function (or all) from its file; the server keeps serving meanwhile."""
@@ -239,14 +244,15 @@ class Runtime:
     # -- the same, from synchronous code ---------------------------------------------------
 
     def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run a coroutine on the runtime's loop (or a private one) from a thread without one
-        running, or from a notebook cell whose loop is busy running the cell."""
+        """Run a coroutine from synchronous code (see `run_on`): on the runtime's loop while it
+        runs on another thread (a notebook's server), so it shares the triggers' loop; else on
+        a loop thread of the runtime's own, made on first use."""
         loop = self._loop
-        if loop is not None and loop.is_running() and not _on_loop(loop):
-            return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
-        if self._portal is None or not self._portal.running:
-            self._portal = LoopThread("lakefn-sync").start()
-        return self._portal.run(coro, timeout)
+        if loop is None or not loop.is_running() or running_here(loop):
+            if self._portal is None or not self._portal.running:
+                self._portal = LoopThread("lakefn-sync").start()
+            return self._portal.run(coro, timeout)
+        return run_on(loop, coro, timeout)
 
     def invoke_sync(self, name: str, payload: Any = None) -> Invocation:
         return self.run_sync(self.invoke(name, payload))
@@ -271,10 +277,3 @@ class Runtime:
                 }
             )
         return out
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False

@@ -21,39 +21,37 @@ An HTTP function that raises `HttpError` below 500 gave an answer, not a failure
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._defaults import LOCAL_ROOT_ENV
+from ._defaults import LOCAL_HOST, LOCAL_ROOT_ENV
 from ._exceptions import (
     FunctionFailed,
     HarnessError,
     HttpError,
     LakefnError,
+    ServerError,
     TableCheckFailed,
     WrongTrigger,
 )
+from ._local_tables import LocalTables
 from ._loopthread import LoopThread
-from ._tablename import TableName
-from .abc import CheckpointStore, Clock, TableSource
-from .sources.recorded import RecordedSource
+from .abc import CheckpointStore, Clock
+from .events import SimulatedCommit
+from .sources.recorded import RecordedOverlay, RecordedSource
 
 if TYPE_CHECKING:
     import types
-    from concurrent.futures import Future
 
     import httpx
-    import pyarrow as pa
-    import uvicorn
     from fastapi import FastAPI
 
+    from ._serve import ServerRun
     from .events import Commit
     from .journal import Invocation
     from .project import Project
@@ -99,107 +97,6 @@ def _aware(when: datetime) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
-class LocalTables:
-    """Real Delta tables in the harness's temporary local catalog (`<catalog>/<schema>/<table>`).
-
-    Each write is one commit, as a Databricks job's write would be; the table watcher reads
-    them exactly as it reads any local table. Every write returns the table's new version.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path(self, name: str) -> Path:
-        from .sources.local import path_for
-
-        return path_for(self.root, name)
-
-    def create(
-        self,
-        name: str,
-        rows: pa.Table | Sequence[dict[str, Any]],
-        *,
-        change_data_feed: bool = True,
-        partition_by: list[str] | None = None,
-    ) -> int:
-        """A new table holding `rows` (version 0), with the change data feed on by default."""
-        from .sources.local import create_table
-
-        return create_table(
-            self.root, name, rows, change_data_feed=change_data_feed, partition_by=partition_by
-        )
-
-    def append(self, name: str, rows: pa.Table | Sequence[dict[str, Any]]) -> int:
-        from .sources.local import append
-
-        return append(self.root, name, rows)
-
-    def overwrite(self, name: str, rows: pa.Table | Sequence[dict[str, Any]]) -> int:
-        from .sources.local import append
-
-        return append(self.root, name, rows, mode="overwrite")
-
-    def delete(self, name: str, predicate: str | None = None) -> int:
-        """Delete the rows matching the SQL `predicate` (all rows without one)."""
-        table = self._open(name)
-        table.delete(predicate)
-        return table.version()
-
-    def version(self, name: str) -> int:
-        return self._open(name).version()
-
-    def rows(self, name: str) -> list[dict[str, Any]]:
-        """The table's current rows."""
-        return self._open(name).to_pyarrow_table().to_pylist()
-
-    def history(self, name: str) -> list[Commit]:
-        """Every commit, oldest first, as a function's `event.commits` would hold them."""
-        from .sources.local import LocalDeltaSource
-
-        return LocalDeltaSource(self.root).commits_since(TableName.parse(name), -1)
-
-    def _open(self, name: str) -> Any:
-        from deltalake import DeltaTable
-
-        from ._exceptions import TableNotFound
-
-        path = self.path(name)
-        if not (path / "_delta_log").is_dir():
-            raise TableNotFound(str(TableName.parse(name)), f"local catalog {self.root}")
-        return DeltaTable(str(path))
-
-
-class _TestSource(TableSource):
-    """Local Delta tables, except tables whose history was recorded (`load_history`)."""
-
-    name = "local"
-
-    def __init__(self, root: Path) -> None:
-        from .sources.local import LocalDeltaSource
-
-        self.local = LocalDeltaSource(root)
-        self.recorded = RecordedSource()
-
-    def _for(self, table: TableName) -> TableSource:
-        return self.recorded if table in self.recorded.tables() else self.local
-
-    def latest_version(self, table: TableName) -> int:
-        return self._for(table).latest_version(table)
-
-    def commits_since(self, table: TableName, after: int, limit: int | None = None) -> list[Commit]:
-        return self._for(table).commits_since(table, after, limit)
-
-    def changes(self, table: TableName, start: int, end: int) -> pa.Table:
-        return self._for(table).changes(table, start, end)
-
-    def table_id(self, table: TableName) -> str | None:
-        return self._for(table).table_id(table)
-
-    def close(self) -> None:
-        self.local.close()
-        self.recorded.close()
-
-
 class _Env:
     """Environment variables set for one harness, put back as they were on `restore`."""
 
@@ -230,10 +127,11 @@ class LakefnHarness:
         clock: FakeClock | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        from .checkpoints.selection import open_project_store
+        from .checkpoints.sqlite import SQLiteCheckpointStore
         from .journal import Journal
         from .project import load_project
         from .runtime import Runtime
+        from .sources.local import LocalDeltaSource
 
         self.workdir = Path(workdir)
         self.timeout = timeout
@@ -242,19 +140,21 @@ class LakefnHarness:
         # Code that resolves paths from the project on its own (the function's, or lakefn's)
         # lands in the temporary folder too, never in the project's .lakefn/.
         self._env.set(LOCAL_ROOT_ENV, str(self.workdir / "catalog"))
-        self._env.set("LAKEFN_STATE", str(self.workdir / "state.db"))
+        state = self.workdir / "state.db"
+        self._env.set("LAKEFN_STATE", str(state))
         self._loop: LoopThread | None = None
-        self._server: uvicorn.Server | None = None
-        self._serving: Future[None] | None = None
+        self._server: ServerRun | None = None
         self._client: httpx.Client | None = None
         self._app: FastAPI | None = None
         checkpoints: CheckpointStore | None = None
         try:
             self.project: Project = load_project(app_yaml, apply_env=False)
             self._apply_env()
-            self._source = _TestSource(self.project.local_root)
+            # A table given a recorded history (`load_history`) is read from it instead.
+            self._source = RecordedOverlay(LocalDeltaSource(self.project.local_root))
             self.tables = LocalTables(self.project.local_root)
-            checkpoints = open_project_store(self.project)
+            # Leases expire on the test's clock, the one the watcher reads: moving it moves both.
+            checkpoints = SQLiteCheckpointStore(state, clock=lambda: self.clock.now().timestamp())
             # Loading the functions can fail (a syntax error): the store is open by then.
             self.runtime: Runtime = Runtime(
                 self.project,
@@ -291,20 +191,12 @@ class LakefnHarness:
         event is `past_due` when `at` is more than a second before `clock.now()`."""
         return self._outcome(self._run(self.runtime.fire_timer(name, at=at)))
 
-    def simulate_table_change(
-        self,
-        name: str,
-        operation: str = "WRITE",
-        rows: list[dict[str, Any]] | None = None,
-        version: int | None = None,
-        replay_from: int | None = None,
-    ) -> Any:
-        """Hand a table function one fabricated commit (`rows` are its change rows), or the
-        table's real history from version `replay_from` on. No checkpoint moves."""
-        run = self.runtime.simulate_table_change(
-            name, operation=operation, rows=rows, version=version, replay_from=replay_from
-        )
-        return self._outcome(self._run(run))
+    def simulate_table_change(self, name: str, operation: str = "WRITE", **fields: Any) -> Any:
+        """Hand a table function one fabricated commit of `operation`, with `rows=` (its change
+        rows) at `version=`; or, with `replay_from=`, the table's real history from that
+        version on. No checkpoint moves."""
+        commit = SimulatedCommit(operation, **fields)
+        return self._outcome(self._run(self.runtime.simulate_table_change(name, commit)))
 
     def check(self, name: str) -> Any:
         """One check of the real table watcher for function `name`, now: new versions of its
@@ -398,10 +290,8 @@ class LakefnHarness:
     def url(self) -> str:
         """The base URL of the app, served by uvicorn on loopback (started on first use)."""
         if self._server is None:
-            self._serve()
-        assert self._server is not None
-        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
+            self._server = self._serve()
+        return f"http://{self._server.host}:{self._server.port}"
 
     @property
     def client(self) -> httpx.Client:
@@ -413,39 +303,28 @@ class LakefnHarness:
             self._client = httpx.Client(base_url=self.url, timeout=self.timeout, trust_env=False)
         return self._client
 
-    def _serve(self) -> None:
-        import uvicorn
+    def _serve(self) -> ServerRun:
+        from ._serve import ServerRun, bind_socket
 
-        from ._limits import PROTOCOL
-        from ._serve import bind_socket, serve_in_loop
-
-        sock = bind_socket("127.0.0.1", 0)
         # lifespan off: the background triggers run only after `start()`. log_config=None
         # leaves logging as pytest set it up, so uvicorn's records reach caplog.
-        config = uvicorn.Config(
-            self.app, lifespan="off", log_config=None, timeout_graceful_shutdown=1, http=PROTOCOL
+        run = ServerRun(
+            self.app,
+            bind_socket(LOCAL_HOST, 0),
+            lifespan="off",
+            log_config=None,
+            timeout_graceful_shutdown=1,
         )
-        server = uvicorn.Server(config)
-        loop = self._running_loop()
-        self._serving = asyncio.run_coroutine_threadsafe(serve_in_loop(server, sock), loop)
-        self._server = server
-        deadline = time.monotonic() + self.timeout
-        while not server.started:
-            if self._serving.done() or time.monotonic() > deadline:
-                self._stop_server()
-                sock.close()
-                raise HarnessError("no_server", host="127.0.0.1")
-            time.sleep(0.005)
+        try:  # on the harness's loop, where `start()` runs the triggers too
+            run.start(self._running_thread(), timeout=self.timeout)
+        except ServerError as exc:
+            raise HarnessError("no_server", host=LOCAL_HOST) from exc
+        return run
 
     def _stop_server(self) -> None:
-        server, serving = self._server, self._serving
-        self._server = self._serving = None
-        if server is None or serving is None:
-            return
-        server.should_exit = True
-        # A server that failed to start has nothing left to stop; its error was reported.
-        with contextlib.suppress(Exception):
-            serving.result(timeout=5)
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop(timeout=5)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -489,20 +368,18 @@ class LakefnHarness:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None or self._loop.loop is None:
+    def _running_thread(self) -> LoopThread:
+        if self._loop is None or not self._loop.running:
             raise HarnessError("closed")
-        return self._loop.loop
+        return self._loop
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
-            loop = self._running_loop()
+            thread = self._running_thread()
         except LakefnError:
             coro.close()  # never run: close it so Python does not warn it was never awaited
             raise
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
-            return future.result(self.timeout)
+            return thread.run(coro, self.timeout)
         except TimeoutError:
-            future.cancel()
             raise HarnessError("gave_up", timeout=self.timeout) from None

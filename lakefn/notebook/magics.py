@@ -14,7 +14,7 @@ from traitlets import Integer, Unicode, observe
 
 from .._defaults import DEFAULT_PORT
 from .._exceptions import LakefnError
-from .._json_input import check_rows
+from .._json_input import commit_from_flags
 from .session import Session
 from .views import FunctionsView, InvocationView
 
@@ -233,16 +233,8 @@ class LakefnMagics(Magics):
         return self.session.view(self.session.invoke(args.name, payload))
 
     def _do_simulate(self, args: argparse.Namespace) -> InvocationView:
-        rows = parse_json(args.rows, "--rows") if args.rows else None
-        rows = None if rows is None else check_rows(rows, "--rows")
-        invocation = self.session.simulate(
-            args.name,
-            args.operation,
-            rows=rows,
-            version=args.version,
-            replay_from=args.replay_from,
-        )
-        return self.session.view(invocation)
+        commit = commit_from_flags(args, lambda text: parse_json(text, "--rows"))
+        return self.session.view(self.session.simulate(args.name, commit))
 
     def _do_run(self, args: argparse.Namespace) -> Any:
         from ..jobs.run import parse_time

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._defaults import ALL_INTERFACES, DEFAULT_PORT, FUNCTION_NAME, LOCAL_HOST
 from .._exceptions import BadFunctionName, FunctionNotFound, NoProject, NotATcpPort, WatchedByServer
 from .._loopthread import LoopThread
+from ..events import SimulatedCommit
 from .links import build_link
 from .views import InvocationLog, InvocationView, LogCapture, ServerStatus
 
@@ -155,9 +156,9 @@ class Session:
                 await asyncio.sleep(TICK_SECONDS)
                 self._notify("tick")
 
-        assert server.loop is not None
+        assert server.thread is not None
         # Lives on the server's loop, so it ends with it: no thread of its own to clean up.
-        asyncio.run_coroutine_threadsafe(tick(), server.loop)
+        server.thread.submit(tick())
 
     @property
     def serving(self) -> bool:
@@ -180,39 +181,39 @@ class Session:
     # -- doing things ------------------------------------------------------------------------
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run `coro` on the server's loop when serving, else on a loop thread of the session;
+        """Start `coro` on the server's loop when serving, else on a loop thread of the session;
         never on the notebook's own loop, which is busy running the cell."""
+        return self._loop_thread().submit(coro)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` as `submit` does and wait for its result (see `run_on`)."""
+        return self._loop_thread().run(coro)
+
+    def _loop_thread(self) -> LoopThread:
         server = self.server
-        loop = server.loop if server is not None and server.running else None
-        if loop is None:
-            with self._lock:
-                if self._actions is None or not self._actions.running:
-                    self._actions = LoopThread("lakefn-notebook").start()
-                loop = self._actions.loop
-        assert loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, loop)
+        thread = server.thread if server is not None and server.running else None
+        if thread is not None:
+            return thread
+        with self._lock:
+            if self._actions is None or not self._actions.running:
+                self._actions = LoopThread("lakefn-notebook").start()
+            return self._actions
 
     def invoke(self, name: str, payload: Any = None) -> Invocation:
         """Run one function once: `payload` is the JSON body of an HTTP function; a timer
         function fires now; a table function gets a simulated commit."""
         runtime = self.require()
-        return self.submit(runtime.invoke(name, payload)).result()
+        return self._run(runtime.invoke(name, payload))
 
     def simulate(
-        self,
-        name: str,
-        operation: str = "WRITE",
-        *,
-        rows: list[dict[str, Any]] | None = None,
-        version: int | None = None,
-        replay_from: int | None = None,
+        self, name: str, commit: SimulatedCommit | str = "WRITE", **fields: Any
     ) -> Invocation:
-        """Hand a table function a fabricated commit (or real history from `replay_from`)."""
+        """Hand a table function `commit`: a `SimulatedCommit`, or the operation of the one
+        `fields` describe (`rows=`, `version=`, or `replay_from=` to replay real history)."""
+        if isinstance(commit, str):
+            commit = SimulatedCommit(commit, **fields)
         runtime = self.require()
-        coro = runtime.simulate_table_change(
-            name, operation=operation, rows=rows, version=version, replay_from=replay_from
-        )
-        return self.submit(coro).result()
+        return self._run(runtime.simulate_table_change(name, commit))
 
     def run(
         self, name: str, scheduled_time: datetime | None = None, lease_wait: float | None = None
@@ -228,7 +229,7 @@ class Session:
             raise WatchedByServer(name)
         wait = DEFAULT_LEASE_WAIT if lease_wait is None else lease_wait
         coro = run_function(runtime, name, scheduled_time=scheduled_time, lease_wait=wait)
-        return self.submit(coro).result()
+        return self._run(coro)
 
     def reload(self, name: str | None = None) -> list[str]:
         """Re-import one function (or all) from its file; serving goes on meanwhile."""

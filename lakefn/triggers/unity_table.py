@@ -91,7 +91,7 @@ class TableKind(TriggerKind):
 
     async def run_by_hand(self, name: str, payload: Any = None) -> Invocation:
         """`payload` names the simulated commit (see `check_simulated_commit`), or None."""
-        return await self.watcher.simulate(name, **check_simulated_commit(payload))
+        return await self.watcher.simulate(name, check_simulated_commit(payload))
 
     def status(self) -> list[dict[str, Any]]:
         return self.watcher.status() if self.context.functions else []

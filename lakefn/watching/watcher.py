@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from ..abc import Clock
     from ..checkpoints.tools import CheckpointMoved
+    from ..events import SimulatedCommit
     from ..invoker import Invoker
     from ..journal import Invocation, Journal
     from ..project import Project
@@ -154,24 +155,21 @@ class TableWatcher:
             raise WrongTrigger(name, self._functions[name].trigger.type, "unity_table")
         return state
 
-    async def simulate(
-        self,
-        name: str,
-        operation: str = "WRITE",
-        rows: list[dict[str, Any]] | None = None,
-        version: int | None = None,
-        replay_from: int | None = None,
-    ) -> Invocation:
+    async def simulate(self, name: str, commit: SimulatedCommit) -> Invocation:
         """Hand the function a made-up commit (or real history from `replay_from`), exactly
         as the watcher would, marked simulated. No checkpoint moves."""
         state = self._state(name)
         source = self._source()
+        replay_from = commit.replay_from
         overlaid = replay_from is None
         if replay_from is None:
+            version = commit.version
             if version is None:
                 version = await self._next_version(state, source)
             now = self.clock.now()
-            source = with_simulated_commit(source, state.table, operation, rows, version, now)
+            source = with_simulated_commit(
+                source, state.table, commit.operation, commit.rows, version, now
+            )
             replay_from = version
         commits = await self._threads.run(
             source.commits_since, state.table, replay_from - 1, MAX_BATCH
