@@ -30,6 +30,9 @@ OUTSIDE_THE_TREE = {
     # control flow inside the table watcher: a store call that failed, carried to the delivery
     # loop, which reports it as a failed delivery (the user sees the journal entry and status)
     "lakefn.watching.store.StoreFailed": Exception,
+    # lakefn's own misuse of a stopped loop thread: a RuntimeError (a bug in lakefn, not a
+    # problem in the user's input), as Python's own "event loop is closed" is
+    "lakefn._loopthread.LoopNotRunning": RuntimeError,
 }
 
 #: the classes that group others; raised only through a subclass
