@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from lakefn import TableName  # noqa: E402
 from lakefn.abc import TableSource  # noqa: E402
-from lakefn.triggers.table import MAX_BATCH  # noqa: E402
+from lakefn.watching import MAX_BATCH  # noqa: E402
 from tests.fakes.catalog import FakeCatalog, FakeTable  # noqa: E402
 from tests.fakes.databricks_sql import FakeWarehouse  # noqa: E402
 from tests.fakes.spark import SparkSession  # noqa: E402

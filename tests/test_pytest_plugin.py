@@ -25,8 +25,8 @@ import lakefn.cli
 import lakefn.server  # noqa: F401
 import lakefn.sources.local  # noqa: F401
 import lakefn.testing  # noqa: F401
-import lakefn.triggers.table  # noqa: F401
 import lakefn.triggers.timer  # noqa: F401
+import lakefn.watching  # noqa: F401
 
 pytest_plugins = ["pytester"]
 

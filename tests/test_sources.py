@@ -31,7 +31,7 @@ from lakefn.sources.local import LocalDeltaSource, append, create_table, path_fo
 from lakefn.sources.recorded import RecordedSource
 from lakefn.sources.spark import SparkSource
 from lakefn.sources.warehouse import WarehouseSource
-from lakefn.triggers.table import MAX_BATCH
+from lakefn.watching import MAX_BATCH
 from tests.fakes.catalog import FakeCatalog, FakeTable, missing_change_data_message
 from tests.fakes.databricks_sql import FakeWarehouse
 from tests.fakes.spark import SparkSession

@@ -618,7 +618,7 @@ def test_only_a_dead_process_of_this_host_loses_its_lease() -> None:
     import subprocess
     import sys
 
-    from lakefn.triggers.table import holder_is_dead, owner_id
+    from lakefn.watching import holder_is_dead, owner_id
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -660,7 +660,7 @@ async def test_sys_exit_in_a_table_function_is_its_failure_not_the_servers(
 
 
 def test_a_range_that_keeps_failing_is_retried_less_and_less_often() -> None:
-    from lakefn.triggers.table import FAILURE_BACKOFF_CAP, next_check_in
+    from lakefn.watching import FAILURE_BACKOFF_CAP, next_check_in
 
     assert next_check_in(0.5, 0) == 0.5
     assert [next_check_in(0.5, n) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]

@@ -66,9 +66,12 @@ class WrongTrigger(FunctionError):
 
 class NotRunnable(FunctionError):
     def __init__(self, name: str, kind: str) -> None:
+        from ..triggers import KINDS
+
         self.name = name
+        runnable = " and ".join(k for k, cls in KINDS.items() if cls.runs_as_job)
         super().__init__(
-            f"{name} is an {kind} function: `lakefn run` runs timer and unity_table functions "
+            f"{name} is an {kind} function: `lakefn run` runs {runnable} functions "
             f"(call an http function with `lakefn invoke {name}`)"
         )
 

@@ -217,7 +217,7 @@ def set_checkpoint(
     """Make `version` the last processed version of `function`'s table (-1: before version
     0), so delivery resumes at `version + 1`. `force_hint` says how the caller's user forces
     a move (a flag in a terminal, a checkbox in the console)."""
-    from ..triggers.table import holder_is_dead
+    from ..watching.lease import holder_is_dead
 
     tables = watched(project)
     if function not in tables:

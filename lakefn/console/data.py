@@ -101,7 +101,7 @@ def tables(runtime: Runtime, role: Role) -> list[dict[str, Any]]:
     if not statuses:
         return []
     from ..checkpoints.selection import with_state_warning
-    from ..triggers.table import next_check_in
+    from ..watching.state import next_check_in
 
     out = []
     for item in with_state_warning(runtime.project, statuses):

@@ -220,12 +220,12 @@ class Session:
     ) -> RunReport:
         """Run a timer or table function once as its Databricks Job would (`lakefn run`): a
         table function gets every new commit after its checkpoint, which then moves."""
-        from ..config import TableTrigger
         from ..jobs.run import DEFAULT_LEASE_WAIT, run_function
 
         runtime = self.require()
         config = runtime.registry.config(name)
-        if self.serving and isinstance(config.trigger, TableTrigger) and config.run_on == "app":
+        # The serving watcher delivers that function's versions: a run beside it would compete.
+        if self.serving and runtime.kind_of(name).uses_table and config.run_on == "app":
             raise WatchedByServer(name)
         wait = DEFAULT_LEASE_WAIT if lease_wait is None else lease_wait
         coro = run_function(runtime, name, scheduled_time=scheduled_time, lease_wait=wait)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..config import FunctionConfig
     from ..jobs.run import RunReport
     from ..journal import Invocation
-    from .table import TableWatcher
+    from ..watching import TableWatcher
 
 
 class TableTrigger(ConfigModel):
