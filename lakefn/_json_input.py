@@ -49,6 +49,21 @@ def check_simulated_commit(payload: Any, *, flags: bool = False) -> SimulatedCom
     )
 
 
+def simulated_commit(
+    operation: SimulatedCommit | str,
+    rows: list[dict[str, Any]] | None,
+    version: int | None,
+    replay_from: int | None,
+) -> SimulatedCommit:
+    """The commit a Python caller names (`Session.simulate`, the fixture's
+    `simulate_table_change`): a `SimulatedCommit` as it is, or one made of the arguments,
+    checked as a posted one is."""
+    if isinstance(operation, SimulatedCommit):
+        return operation
+    fields = {"operation": operation, "rows": rows, "version": version}
+    return check_simulated_commit({**fields, "replay_from": replay_from})
+
+
 def commit_from_flags(args: Any, parse_rows: Callable[[str], Any]) -> SimulatedCommit:
     """The commit `lakefn simulate` and `%lakefn simulate` name with their flags: `args` holds
     `operation`, `rows` (JSON text, read by `parse_rows`), `version` and `replay_from`."""

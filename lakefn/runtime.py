@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import LakefnError
+from ._json_input import check_simulated_commit
 from ._loopthread import LoopThread, run_on, running_here
 from ._loopwatch import LoopWatchdog
 from .abc import CheckpointStore, Clock, SystemClock, TableSource, TriggerContext, TriggerKind
@@ -232,7 +233,7 @@ class Runtime:
     ) -> Invocation:
         """Hand table function `name` `commit`, or the one `fields` describe (`operation=`,
         `rows=`, `version=`, `replay_from=`, as `SimulatedCommit` names them)."""
-        return await self.watcher.simulate(name, commit or SimulatedCommit(**fields))
+        return await self.watcher.simulate(name, commit or check_simulated_commit(fields))
 
     def reload(self, name: str | None = None) -> list[str]:
         """Re-import one function (or all) from its file; the server keeps serving meanwhile."""

@@ -39,10 +39,10 @@ from ._exceptions import (
     TableCheckFailed,
     WrongTrigger,
 )
+from ._json_input import simulated_commit
 from ._local_tables import LocalTables
 from ._loopthread import LoopThread
 from .abc import CheckpointStore, Clock
-from .events import SimulatedCommit
 from .sources.recorded import RecordedOverlay, RecordedSource
 
 if TYPE_CHECKING:
@@ -191,11 +191,18 @@ class LakefnHarness:
         event is `past_due` when `at` is more than a second before `clock.now()`."""
         return self._outcome(self._run(self.runtime.fire_timer(name, at=at)))
 
-    def simulate_table_change(self, name: str, operation: str = "WRITE", **fields: Any) -> Any:
-        """Hand a table function one fabricated commit of `operation`, with `rows=` (its change
-        rows) at `version=`; or, with `replay_from=`, the table's real history from that
-        version on. No checkpoint moves."""
-        commit = SimulatedCommit(operation, **fields)
+    def simulate_table_change(
+        self,
+        name: str,
+        operation: str = "WRITE",
+        rows: list[dict[str, Any]] | None = None,
+        version: int | None = None,
+        replay_from: int | None = None,
+    ) -> Any:
+        """Hand a table function one fabricated commit of `operation`, with `rows` (its change
+        rows) at `version`; or, with `replay_from`, the table's real history from that version
+        on. No checkpoint moves."""
+        commit = simulated_commit(operation, rows, version, replay_from)
         return self._outcome(self._run(self.runtime.simulate_table_change(name, commit)))
 
     def check(self, name: str) -> Any:

@@ -3,6 +3,8 @@ magics and `lakefn tables`, and the simulated commit posted to the admin route."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lakefn._exceptions import LakefnError, RowsError
@@ -80,3 +82,46 @@ def test_the_admin_route_answers_a_bad_simulated_commit_with_400_naming_the_prob
 
 def test_a_rows_error_is_a_lakefn_error_so_every_front_door_shows_it_without_traceback() -> None:
     assert issubclass(RowsError, LakefnError)
+
+
+def _table_project(root: Path) -> Path:
+    (root / "functions").mkdir(parents=True)
+    (root / "app.yaml").write_text(
+        "functions:\n"
+        "  - name: on_orders\n"
+        "    trigger: {type: unity_table, start: earliest}\n"
+        "    table_name: main.sales.orders\n"
+    )
+    (root / "functions" / "on_orders_function.py").write_text(
+        "def main(event):\n    return [event.commits[0].operation, event.changes().num_rows]\n"
+    )
+    return root / "app.yaml"
+
+
+def test_python_callers_name_a_simulated_commit_as_before_and_are_checked_the_same(
+    tmp_path: Path,
+) -> None:
+    from lakefn.notebook.session import Session
+    from lakefn.testing import LakefnHarness
+
+    app = _table_project(tmp_path / "project")
+    with LakefnHarness(app, tmp_path / "work") as lakefn:
+        lakefn.tables.create("main.sales.orders", [{"id": 1}])
+        # The fixture's method takes its arguments by position too, as it always did.
+        assert lakefn.simulate_table_change("on_orders", "MERGE", [{"id": 2}]) == ["MERGE", 1]
+        with pytest.raises(LakefnError, match=r"^rows must be a JSON list of objects"):
+            lakefn.simulate_table_change("on_orders", rows=5)  # type: ignore[arg-type]
+        with pytest.raises(LakefnError, match="replay_from must be"):
+            lakefn.simulate_table_change("on_orders", replay_from=-1)
+
+    from lakefn.testing import LocalTables
+
+    LocalTables(app.parent / ".lakefn" / "catalog").create("main.sales.orders", [{"id": 1}])
+    session = Session()
+    try:
+        session.load(str(app))
+        assert session.simulate("on_orders", operation="DELETE").ok  # by keyword, as before
+        with pytest.raises(LakefnError, match=r"^rows must be a JSON list of objects"):
+            session.simulate("on_orders", rows=[1])  # type: ignore[list-item]
+    finally:
+        session.close()

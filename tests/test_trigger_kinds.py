@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import pydantic
 import pytest
 from pydantic import Field
 
@@ -187,6 +188,40 @@ def test_a_second_kind_of_the_same_name_is_refused(file_drop: type[FileDropKind]
         triggers.register(other)
     with pytest.raises(ValueError, match="'http' is one of lakefn's own trigger kinds"):
         triggers.unregister("http")
+
+
+@pytest.mark.parametrize("tag", [None, "other"])
+def test_a_kind_whose_model_app_yaml_cannot_pick_is_refused_and_the_rest_still_work(
+    tag: str | None,
+) -> None:
+    fields: dict[str, Any] = {"folder": (str, ...)}
+    if tag is not None:
+        fields["type"] = (Literal[tag], ...)  # tagged with a name that is not the kind's
+    model = pydantic.create_model("Untagged", **fields)
+
+    class Untagged(FileDropKind):
+        type: ClassVar[str] = "untagged"
+        config_model = model
+
+    with pytest.raises(
+        TypeError,
+        match=r"config_model must be a pydantic model with a field `type: Literal\['untagged'\]`",
+    ):
+        triggers.register(Untagged)
+    assert "untagged" not in triggers.KINDS
+    # The kinds there were still parse, and an unknown type is still refused by name.
+    assert (
+        parse_config("functions:\n  - name: a\n    trigger: {type: http, endpoint: /a}\n")
+        .functions[0]
+        .kind
+        == "http"
+    )
+    # ... and a good kind registers after it.
+    triggers.register(FileDropKind)
+    try:
+        assert triggers.KINDS["file_drop"] is FileDropKind
+    finally:
+        triggers.unregister("file_drop")
 
 
 def test_it_starts_and_stops_with_the_server(

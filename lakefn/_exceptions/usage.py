@@ -99,7 +99,7 @@ class BadSimulatedCommit(InputError):
 
         super().__init__(
             "the input of a unity_table function is a simulated commit: an object with "
-            f"some of {', '.join(fields)}; got {json.dumps(payload)[:200]}"
+            f"some of {', '.join(fields)}; got {json.dumps(payload, default=repr)[:200]}"
         )
 
 

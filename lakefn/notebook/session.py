@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._defaults import ALL_INTERFACES, DEFAULT_PORT, FUNCTION_NAME, LOCAL_HOST
 from .._exceptions import BadFunctionName, FunctionNotFound, NoProject, NotATcpPort, WatchedByServer
+from .._json_input import simulated_commit
 from .._loopthread import LoopThread
 from ..events import SimulatedCommit
 from .links import build_link
@@ -206,12 +207,17 @@ class Session:
         return self._run(runtime.invoke(name, payload))
 
     def simulate(
-        self, name: str, commit: SimulatedCommit | str = "WRITE", **fields: Any
+        self,
+        name: str,
+        operation: SimulatedCommit | str = "WRITE",
+        *,
+        rows: list[dict[str, Any]] | None = None,
+        version: int | None = None,
+        replay_from: int | None = None,
     ) -> Invocation:
-        """Hand a table function `commit`: a `SimulatedCommit`, or the operation of the one
-        `fields` describe (`rows=`, `version=`, or `replay_from=` to replay real history)."""
-        if isinstance(commit, str):
-            commit = SimulatedCommit(commit, **fields)
+        """Hand a table function a commit of `operation` with `rows` as its changes, at
+        `version` (or a `SimulatedCommit`); or real history from `replay_from` on."""
+        commit = simulated_commit(operation, rows, version, replay_from)
         runtime = self.require()
         return self._run(runtime.simulate_table_change(name, commit))
 

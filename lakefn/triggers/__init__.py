@@ -39,8 +39,17 @@ def register(kind_class: type[TriggerKind]) -> type[TriggerKind]:
     name = kind_class.type
     if name in KINDS and KINDS[name] is not kind_class:
         raise ValueError(f"a trigger kind {name!r} is already registered: {KINDS[name]!r}")
+    _check_model(kind_class)
+    previous = dict(KINDS)
     KINDS[name] = kind_class
-    _rebuild()
+    try:
+        _rebuild()
+    except BaseException:
+        # A kind app.yaml cannot take leaves the registry as it was, usable.
+        KINDS.clear()
+        KINDS.update(previous)
+        _rebuild()
+        raise
     return kind_class
 
 
@@ -50,6 +59,28 @@ def unregister(type_name: str) -> None:
         raise ValueError(f"{type_name!r} is one of lakefn's own trigger kinds")
     KINDS.pop(type_name, None)
     _rebuild()
+
+
+def _check_model(kind_class: type[TriggerKind]) -> None:
+    """A kind's `config_model` must be tagged by its `type:`: a pydantic model whose `type`
+    field is `Literal[kind_class.type]`, so app.yaml's union can pick it."""
+    from typing import Literal, get_args, get_origin
+
+    from pydantic import BaseModel
+
+    name = getattr(kind_class, "type", None)
+    model = getattr(kind_class, "config_model", None)
+    field = (
+        model.model_fields.get("type")
+        if isinstance(model, type) and issubclass(model, BaseModel)
+        else None
+    )
+    tag = None if field is None else field.annotation
+    if not isinstance(name, str) or get_origin(tag) is not Literal or get_args(tag) != (name,):
+        raise TypeError(
+            f"trigger kind {kind_class.__name__}: its config_model must be a pydantic model "
+            f"with a field `type: Literal[{name!r}]` (the `type:` app.yaml names it by)"
+        )
 
 
 def _rebuild() -> None:
