@@ -81,6 +81,8 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._portal: LoopThread | None = None
         self._watchdog: LoopWatchdog | None = None
+        #: the kinds started, in order: what `stop` stops
+        self._running: list[TriggerKind] = []
         self.started = False
 
     @classmethod
@@ -185,8 +187,17 @@ class Runtime:
         self._loop = asyncio.get_running_loop()
         self._watchdog = LoopWatchdog(self._loop)
         self._watchdog.start()
-        for kind in self.kinds.values():
-            await kind.start()
+        self._running = []
+        try:
+            for kind in self.kinds.values():
+                await kind.start()
+                self._running.append(kind)
+        except BaseException:
+            # A kind that cannot start stops the server's start: the ones already running
+            # (a scheduler, watch tasks) are stopped, not left behind a runtime that says no.
+            self.started = True
+            await self.stop()
+            raise
         self.started = True
         logger.info(
             "lakefn started: %d functions from %s", len(self.registry.names), self.project.path
@@ -199,12 +210,20 @@ class Runtime:
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
-        for kind in self.kinds.values():
-            await kind.stop()
-        # A stopping server (a redeploy) writes the journal's last entries before it goes.
-        if self.journal.unwritten:
-            await asyncio.get_running_loop().run_in_executor(None, self.journal.flush, 2.0)
-        self._loop = None
+        try:
+            # Each kind stops even when one before it fails to: a lease left held would make
+            # the next server wait it out.
+            for kind in reversed(self._running):
+                try:
+                    await kind.stop()
+                except Exception:
+                    logger.exception("stopping %s triggers failed", kind.type)
+        finally:
+            self._running = []
+            # A stopping server (a redeploy) writes the journal's last entries before it goes.
+            if self.journal.unwritten:
+                await asyncio.get_running_loop().run_in_executor(None, self.journal.flush, 2.0)
+            self._loop = None
 
     def close(self) -> None:
         """Release everything: threads, connections, files. The runtime is done after this."""

@@ -355,3 +355,61 @@ def test_each_kind_summarises_and_runs_only_its_own_functions(
             )
     finally:
         runtime.close()
+
+
+def _with_a_timer(drop_project: ProjectDir) -> ProjectDir:
+    app = drop_project.root / "app.yaml"
+    app.write_text(
+        app.read_text() + "  - name: tick\n    trigger: {type: timer, schedule: '0 0 1 1 *'}\n"
+    )
+    drop_project.function("tick", "def main(event):\n    return 'tick'\n")
+    return drop_project
+
+
+def test_a_kind_that_cannot_start_leaves_no_other_kind_running(
+    file_drop: type[FileDropKind], drop_project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakefn.runtime import Runtime
+
+    async def refuses(self: FileDropKind) -> None:
+        raise RuntimeError("the inbox is on a disk that is gone")
+
+    monkeypatch.setattr(FileDropKind, "start", refuses)
+    runtime = Runtime.from_path(_with_a_timer(drop_project).root)
+    try:
+
+        async def start_then_look() -> Any:
+            with pytest.raises(RuntimeError, match="disk that is gone"):
+                await runtime.start()
+            return runtime.timers.scheduler
+
+        # The timer kind started before file_drop failed: its scheduler is stopped again.
+        assert asyncio.run(start_then_look()) is None
+        assert not runtime.started
+    finally:
+        runtime.close()
+
+
+def test_a_kind_that_fails_to_stop_does_not_keep_the_others_running(
+    file_drop: type[FileDropKind], drop_project: ProjectDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakefn.runtime import Runtime
+    from lakefn.triggers.http import HttpKind
+
+    async def fails(self: Any) -> None:
+        raise RuntimeError("stop failed")
+
+    monkeypatch.setattr(HttpKind, "stop", fails)
+    runtime = Runtime.from_path(_with_a_timer(drop_project).root)
+    try:
+
+        async def start_and_stop() -> tuple[Any, Any]:
+            await runtime.start()
+            drop_kind: Any = runtime.kinds["file_drop"]
+            await runtime.stop()
+            return runtime.timers.scheduler, drop_kind.task
+
+        assert asyncio.run(start_and_stop()) == (None, None)
+        assert not runtime.started
+    finally:
+        runtime.close()
