@@ -181,6 +181,8 @@ class TriggerKind(ABC):
     #: its functions may `run_on: job` (a Databricks Job runs them instead of the app); a kind
     #: that sets it implements `job_trigger` and `run_as_job` below
     runs_as_job: ClassVar[bool] = False
+    #: why not, said when app.yaml asks `run_on: job` of a kind that cannot ("": no reason)
+    not_a_job_because: ClassVar[str] = ""
     #: what a run by hand takes, for forms: "json" (a JSON value), "commit" (a simulated
     #: commit: operation, rows, version, replay_from) or "none"
     hand_input: ClassVar[str] = "json"

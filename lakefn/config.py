@@ -212,8 +212,10 @@ class FunctionConfig(_Model):
         kind = getattr(info.data.get("trigger"), "type", None)
         if value == "job" and kind in KINDS and not KINDS[kind].runs_as_job:
             article = "an" if kind[:1] in "aeiouh" else "a"
+            because = KINDS[kind].not_a_job_because
             raise ValueError(
-                f"{article} {kind} function cannot run_on: job; "
+                f"{article} {kind} function cannot run_on: job"
+                f"{f' ({because})' if because else ''}; "
                 f"run_on: job is for {_kinds_where('runs_as_job')} functions"
             )
         return value

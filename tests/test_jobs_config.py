@@ -50,7 +50,8 @@ def test_run_on_and_job_settings_load() -> None:
             "  - name: f\n    trigger: {type: http, endpoint: /f}\n    run_on: job\n",
             4,
             "functions[0].run_on",
-            "an http function cannot run_on: job",
+            "an http function cannot run_on: job (a job has no endpoint to call); run_on: job is "
+            "for timer and unity_table functions",
         ),
         (
             "  - name: f\n    trigger: {type: timer, schedule: '* * * * *'}\n    job: {max_retries: 1}\n",

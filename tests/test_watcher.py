@@ -857,7 +857,8 @@ async def test_a_simulated_change_reads_like_a_real_tables_change_feed(
     from datetime import datetime, timezone
 
     project.config(app_yaml(table_function()))
-    project.function("watch", SHOW_EVENT)
+    marks = '"raw_marks": [c.raw.get("simulated") for c in event.commits],'
+    project.function("watch", SHOW_EVENT.replace('"simulated": event.simulated,', marks, 1))
     create_table(catalog, TABLE, rows(1))
     clock = FakeClock(datetime(2030, 1, 1, tzinfo=timezone.utc))
     rt = runtime(clock=clock)
@@ -865,6 +866,7 @@ async def test_a_simulated_change_reads_like_a_real_tables_change_feed(
         "watch", operation="delete", rows=[{"id": 7, "amount": 1.5, "_change_type": "insert"}]
     )
     assert deleted.ok and deleted.simulated, deleted.error
+    assert deleted.result["raw_marks"] == [True]  # the raw history row says it too
     [commit] = deleted.result["commits"]
     assert commit == {
         "version": 1,  # after the table's latest

@@ -69,10 +69,12 @@ class NotRunnable(FunctionError):
         from ..triggers import KINDS
 
         self.name = name
-        runnable = " and ".join(k for k, cls in KINDS.items() if cls.runs_as_job)
+        runnable = [k for k, cls in KINDS.items() if cls.runs_as_job]
+        listed = " and ".join(filter(None, [", ".join(runnable[:-1]), runnable[-1]]))
+        article = "an" if kind[:1] in "aeiouh" else "a"
+        hint = f" (call an http function with `lakefn invoke {name}`)" if kind == "http" else ""
         super().__init__(
-            f"{name} is an {kind} function: `lakefn run` runs {runnable} functions "
-            f"(call an http function with `lakefn invoke {name}`)"
+            f"{name} is {article} {kind} function: `lakefn run` runs {listed} functions{hint}"
         )
 
 

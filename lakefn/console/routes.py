@@ -223,7 +223,8 @@ class Console:
             operation = form.get("operation", "").strip().upper() or "WRITE"
             if self._hand_input(name) != "commit":
                 return {"function": name, "problem": f"{name!r} is not a unity_table function"}
-            call = self.runtime.simulate_table_change(name, operation=operation)
+            # Through the function's kind, as the panel and the admin route go.
+            call = self.runtime.invoke(name, {"operation": operation})
             return {**await self._invoke(name, call), "operation": operation}
 
         return await self._action(request, act)

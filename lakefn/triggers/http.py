@@ -104,7 +104,8 @@ class HttpKind(TriggerKind):
 
     type: ClassVar[str] = "http"
     config_model = HttpTrigger
-    runs_as_job = False  # a job has no endpoint to call
+    runs_as_job = False
+    not_a_job_because = "a job has no endpoint to call"
 
     @classmethod
     def summary(cls, function: FunctionConfig) -> str:
