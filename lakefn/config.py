@@ -35,6 +35,7 @@ from ._defaults import FUNCTION_NAME, LOCAL_CATALOG
 from ._exceptions import ConfigError, ConfigIssue
 from ._model import MAX_VERSION, check_table_name
 from ._model import ConfigModel as _Model
+from ._plugins import load_for
 from ._tablename import TableName
 from ._yaml import MAX_FILE_BYTES, Path_, load_with_lines
 
@@ -357,6 +358,7 @@ def parse_config_with_lines(
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(file, 1, "", "app.yaml must be a mapping of settings")])
+    load_for(data)  # a kind or source an installed plug-in offers
     issues = cross_checks(data, file, lines)
     try:
         config = AppConfig.model_validate(data)

@@ -7,6 +7,7 @@ LakefnError
 ├── ConfigError            app.yaml is wrong (all of its problems, with file, line, field)
 ├── NoProject              a notebook call before `%lakefn load`
 ├── ProjectNotCreated      `lakefn init` into a folder that is not empty, or cannot be written
+├── PluginFailed           an installed `lakefn.plugins` entry point cannot be loaded
 ├── InputError             a command, magic, route or test call got input it cannot use
 │   ├── JsonInputError     an argument (or the @file it names) is unreadable or not JSON
 │   ├── RowsError          rows that are not a JSON list of objects, or no rows at all
@@ -89,6 +90,7 @@ from .core import (
     NothingToReplay,
     NotRunnable,
     Overloaded,
+    PluginFailed,
     PortInUse,
     ServerBlocked,
     ServerError,
@@ -189,6 +191,7 @@ __all__ = [
     "NotRunnable",
     "NothingToReplay",
     "Overloaded",
+    "PluginFailed",
     "PortInUse",
     "ProjectNotCreated",
     "RowsError",

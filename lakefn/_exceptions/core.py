@@ -36,6 +36,16 @@ class ConfigError(LakefnError):
         super().__init__("\n".join([head, *(f"  {issue}" for issue in self.issues)]))
 
 
+class PluginFailed(LakefnError):
+    """An installed `lakefn.plugins` entry point that could not be loaded."""
+
+    def __init__(self, name: str, value: str, error: BaseException) -> None:
+        self.name = name
+        super().__init__(
+            f"lakefn plug-in {name!r} ({value}) failed to load: {type(error).__name__}: {error}"
+        )
+
+
 class FunctionError(LakefnError):
     """A problem with one function of the project."""
 

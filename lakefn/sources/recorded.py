@@ -114,11 +114,13 @@ class RecordedSource(TableSource):
         timestamp: datetime | None = None,
         version: int | None = None,
         user_name: str | None = None,
+        marks: Mapping[str, Any] | None = None,
     ) -> Commit:
         """Record a new commit (the table is created if needed) and, with `rows`, its changes.
 
         A row may carry its own `_change_type` ("delete", "update_postimage", ...); the
         default is "insert".
+        `marks` are added to the raw history row (`Commit.raw`).
         """
         name = TableName.parse(table)
         with self._lock:
@@ -128,6 +130,7 @@ class RecordedSource(TableSource):
             if metrics is None and rows is not None:
                 metrics = {"numOutputRows": str(len(rows))}
             row = _history_row(number, operation, parameters, metrics, timestamp, user_name)
+            row.update(marks or {})
             commit = commit_from_row(row)
             history.add(commit)
             if rows is not None:

@@ -93,7 +93,7 @@ def with_simulated_commit(
     operation = operation.upper()
     change_type = "delete" if operation == "DELETE" else "insert"
     overlay = RecordedOverlay(source)
-    commit = overlay.recorded.append_commit(
+    overlay.recorded.append_commit(
         table,
         operation,
         rows=[{**row, "_change_type": change_type} for row in rows or []],
@@ -102,9 +102,9 @@ def with_simulated_commit(
         timestamp=now,
         version=version,
         user_name="lakefn simulate",
+        # As DESCRIBE HISTORY gives a row, plus the mark a function can tell a made-up one by.
+        marks={"simulated": True},
     )
-    # As DESCRIBE HISTORY gives a row, plus the mark a function can tell a made-up one by.
-    commit.raw["simulated"] = True
     return overlay
 
 
