@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     import pyarrow
     from fastapi import FastAPI
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .invoker import Invoker
     from .jobs.run import RunReport
     from .journal import Invocation, Journal
+    from .project import Project
 
 
 class TableSource(ABC):
@@ -151,7 +152,16 @@ class TriggerContext:
     clock: Clock
     #: the whole app.yaml, for settings outside `functions` (`http.max_body_bytes`, ...)
     config: AppConfig
-    #: what the runtime builds for this kind only (a timer's `trigger_factory`, the watcher)
+    #: the project (its folder, app.yaml's path)
+    project: Project
+    #: the table source and the checkpoint store, opened on first call (a store that cannot
+    #: open raises LakefnError; `store_problem` then says why, until it opens)
+    table_source: Callable[[], TableSource]
+    checkpoints: Callable[[], CheckpointStore]
+    store_problem: Callable[[], str | None]
+    #: what paces retries and checks (`asyncio.sleep` unless a test hands in another)
+    sleep: Callable[[float], Awaitable[Any]] | None = None
+    #: what the runtime was handed for this kind only (a timer's `trigger_factory`)
     options: Mapping[str, Any] = field(default_factory=dict)
 
 

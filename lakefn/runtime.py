@@ -73,7 +73,6 @@ class Runtime:
         #: why the checkpoint store could not be opened, while that lasts
         self._store_problem: str | None = None
         self._lock = threading.Lock()
-        self._watcher: TableWatcher | None = None
         #: one runner per trigger kind, by its `type:`
         self.kinds: dict[str, TriggerKind] = {
             name: kind(self._context(name, timer_trigger_factory)) for name, kind in KINDS.items()
@@ -93,15 +92,7 @@ class Runtime:
     def _context(
         self, kind: str, timer_trigger_factory: Callable[[TimerTrigger], Any] | None
     ) -> TriggerContext:
-        # What only one kind uses, built here: the table watcher is made in `watcher` alone.
-        options: dict[str, dict[str, Any]] = {
-            "timer": {"trigger_factory": timer_trigger_factory},
-            "unity_table": {
-                "watcher": lambda: self.watcher,
-                "checkpoints": lambda: self.checkpoints,
-                "store_problem": lambda: self._store_problem,
-            },
-        }
+        options = {"trigger_factory": timer_trigger_factory} if kind == "timer" else {}
         return TriggerContext(
             functions=tuple(f for f in self.config.functions if f.kind == kind),
             registry=self.registry,
@@ -109,7 +100,12 @@ class Runtime:
             journal=self.journal,
             clock=self.clock,
             config=self.config,
-            options=options.get(kind, {}),
+            project=self.project,
+            table_source=lambda: self.table_source,
+            checkpoints=lambda: self.checkpoints,
+            store_problem=lambda: self._store_problem,
+            sleep=self._sleep,
+            options=options,
         )
 
     # -- parts chosen on first use -------------------------------------------------------
@@ -139,19 +135,8 @@ class Runtime:
 
     @property
     def watcher(self) -> TableWatcher:
-        if self._watcher is None:
-            from .watching import TableWatcher
-
-            self._watcher = TableWatcher(
-                self.project,
-                invoker=self.invoker,
-                journal=self.journal,
-                source=lambda: self.table_source,
-                checkpoints=lambda: self.checkpoints,
-                clock=self.clock,
-                sleep=self._sleep,
-            )
-        return self._watcher
+        """The table kind's watcher (built on first use)."""
+        return self.kinds["unity_table"].watcher  # type: ignore[attr-defined,no-any-return]
 
     @property
     def timers(self) -> TimerRunner:

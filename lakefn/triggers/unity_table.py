@@ -22,6 +22,7 @@ from ..abc import TriggerKind
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from ..abc import TriggerContext
     from ..config import FunctionConfig
     from ..jobs.run import RunReport
     from ..journal import Invocation
@@ -73,16 +74,34 @@ class TableKind(TriggerKind):
         assert isinstance(trigger, TableTrigger)
         return f"{function.table} every {trigger.check_interval:g} s"
 
+    def __init__(self, context: TriggerContext) -> None:
+        super().__init__(context)
+        self._watcher: TableWatcher | None = None
+
     @property
     def watcher(self) -> TableWatcher:
-        return self.context.options["watcher"]()  # type: ignore[no-any-return]
+        """The runner: one watcher for the project's table functions, built on first use."""
+        if self._watcher is None:
+            from ..watching import TableWatcher
+
+            context = self.context
+            self._watcher = TableWatcher(
+                context.project,
+                invoker=context.invoker,
+                journal=context.journal,
+                source=context.table_source,
+                checkpoints=context.checkpoints,
+                clock=context.clock,
+                sleep=context.sleep,
+            )
+        return self._watcher
 
     async def start(self) -> None:
         if not self.context.functions:
             return
         # Opened now, so /healthz tells of an unusable state file from the first request.
         with contextlib.suppress(LakefnError):
-            await asyncio.to_thread(self.context.options["checkpoints"])
+            await asyncio.to_thread(self.context.checkpoints)
         await self.watcher.start()
 
     async def stop(self) -> None:
@@ -99,7 +118,7 @@ class TableKind(TriggerKind):
     def problems(self) -> list[str]:
         if not self.context.functions:
             return []
-        store_problem = self.context.options["store_problem"]()
+        store_problem = self.context.store_problem()
         if store_problem is not None:
             # The watcher's failures are this one, seen from each table: said once here.
             return [f"table triggers cannot open their checkpoint store: {store_problem}"]
@@ -128,5 +147,5 @@ class TableKind(TriggerKind):
     ) -> RunReport:
         from ..jobs.run import run_table
 
-        checkpoints = self.context.options["checkpoints"]
-        return await run_table(self.watcher, checkpoints, self.context.journal, name, lease_wait)
+        context = self.context
+        return await run_table(self.watcher, context.checkpoints, context.journal, name, lease_wait)
