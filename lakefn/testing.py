@@ -41,7 +41,7 @@ from ._exceptions import (
 )
 from ._local_tables import LocalTables
 from ._loopthread import LoopThread
-from .abc import CheckpointStore, Clock
+from .abc import Clock
 from .events import SimulatedCommit
 from .sources.recorded import RecordedOverlay, RecordedSource
 

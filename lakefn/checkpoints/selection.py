@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lakefn")
 
+
 @dataclass(frozen=True)
 class StoreEntry:
     """A `state:` scheme's store: `target` is "module:Class" (imported only when chosen) or
