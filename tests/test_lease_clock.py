@@ -152,6 +152,11 @@ async def test_a_store_with_no_clock_to_show_is_asked_at_every_check_on_a_fake_c
     # The watcher cannot count on a clock of its own: it asks, is refused, delivers nothing.
     assert await one.watcher.check("watch") is None
     assert delivered(watched) == []
+    store_time.advance(TTL + 1)  # the other went quiet: the watcher takes over and delivers
+    taken = await one.watcher.check("watch")
+    assert taken is not None and taken.ok and delivered(watched) == [[1]]
+    assert store.acquire(KEY, "host:1:other", TTL) is False  # the watcher holds it now
+    assert one.watcher.states["watch"].lease_until > 0  # held: given back when it stops
 
 
 def test_a_runtime_on_a_fake_clock_refuses_a_store_that_cannot_follow_it(

@@ -169,12 +169,14 @@ def test_a_registered_scheme_is_listed_and_forgotten_again(mine: type[DictStore]
 
 
 def test_lakefns_own_schemes_cannot_be_taken_or_dropped(mine: type[DictStore]) -> None:
-    with pytest.raises(ValueError, match="sqlite"):
+    with pytest.raises(ValueError, match="one of lakefn.s own"):
         register_store("sqlite", DictStore)
     with pytest.raises(ValueError, match="one of lakefn's own"):
         unregister_store("postgresql")
     with pytest.raises(ValueError, match="already registered"):
         register_store("mine", CheckpointStore)
+    with pytest.raises(ValueError, match="no URL scheme"):
+        register_store("my store", DictStore)
 
 
 def test_a_missing_driver_names_the_stores_own_extra(tmp_path: Path) -> None:

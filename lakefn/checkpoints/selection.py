@@ -22,6 +22,7 @@ import importlib
 import inspect
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ STORES: dict[str, StoreEntry] = {
     ),
 }
 _BUILT_IN = frozenset(STORES)
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 
 
 def register_store(
@@ -74,8 +76,10 @@ def register_store(
     clock=None)`, or "module:Class" naming one; `form` shows the setting in messages
     (default `<scheme>://...`); `extra` is the lakefn extra that installs its driver."""
     scheme = scheme.lower()
-    if not scheme.isidentifier() or scheme in _BUILT_IN:
-        raise ValueError(f"cannot register a state store as {scheme!r}: taken or not a name")
+    if scheme in _BUILT_IN:
+        raise ValueError(f"{scheme!r} is one of lakefn's own state stores")
+    if not _SCHEME.fullmatch(scheme):
+        raise ValueError(f"{scheme!r} is no URL scheme (a letter, then letters, digits, + - .)")
     found = STORES.get(scheme)
     if found is not None and found.target is not target:
         raise ValueError(f"a state store {scheme!r} is already registered")

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lakefn.tables")
 
+#: `lease_until` of a lease held from a store that shows no clock: held (> 0), never cached
+_HELD_UNTIL_ASKED = 1.0
+
 
 def owner_id() -> str:
     """host:pid:random — the pid lets a restarted server on the same host see that the
@@ -67,23 +70,27 @@ class Lease:
         #: the seconds the store expires leases by, once known; None: ask the store each time
         self._store_seconds: Callable[[], float] | None = None
         self._known = False
+        self._finding = asyncio.Lock()
 
     def _runtime_seconds(self) -> float:
         return self._clock.now().timestamp()
 
     async def _lease_seconds(self) -> Callable[[], float] | None:
         """The store's lease clock (found once, off the loop: the first open may block)."""
-        if not self._known:
-            try:
-                store = await asyncio.to_thread(self._checkpoints.open)
-            except Exception:  # noqa: BLE001 - the acquire that follows reports it
-                return None
-            found = getattr(store, "lease_clock", None)
-            if callable(found):
-                self._store_seconds = found
-            elif type(self._clock) is SystemClock:
-                self._store_seconds = self._runtime_seconds
-            self._known = True
+        if self._known:
+            return self._store_seconds
+        async with self._finding:  # once, not once per table watched
+            if not self._known:
+                try:
+                    store = await asyncio.to_thread(self._checkpoints.open)
+                except Exception:  # noqa: BLE001 - the acquire that follows reports it
+                    return None
+                found = getattr(store, "lease_clock", None)
+                if callable(found):
+                    self._store_seconds = found
+                elif type(self._clock) is SystemClock:
+                    self._store_seconds = self._runtime_seconds
+                self._known = True
         return self._store_seconds
 
     async def hold(self, state: WatchState) -> bool:
@@ -102,7 +109,8 @@ class Lease:
         if seconds is None:
             # No clock to count on: every check asks the store, which alone decides. Whether
             # the lease was held without a break is unknown, so the checkpoint is read again.
-            state.lease_until, state.cached = 0.0, None
+            # Above 0 (held, to be released at the end) yet never far enough to be trusted.
+            state.lease_until, state.cached = _HELD_UNTIL_ASKED, None
             return True
         if state.lease_until <= seconds():
             # The lease lapsed (or was never ours): someone may have moved the checkpoint.
