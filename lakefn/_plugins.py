@@ -1,15 +1,17 @@
-"""Plug-ins from installed packages: trigger kinds and table sources every lakefn process knows.
+"""Plug-ins from installed packages: trigger kinds, table sources and state stores every lakefn
+process knows.
 
-`lakefn.triggers.register` and `register_source` work in the process that calls them. A
-package that offers a kind or a source to every process (`lakefn validate`, `lakefn serve`,
+`lakefn.triggers.register`, `register_source` and `register_store` work in the process that
+calls them. A package that offers one to every process (`lakefn validate`, `lakefn serve`,
 `lakefn run` inside a Databricks Job) declares an entry point in the `lakefn.plugins` group,
 naming a module that registers when imported, or a function that registers when called:
 
     [project.entry-points."lakefn.plugins"]
     file_drop = "my_package.lakefn_plugin:register"
 
-They are loaded once per process, and only when an app.yaml names a `type:` or a
-`tables.source` lakefn does not know, so a project without plug-ins pays nothing for them.
+They are loaded once per process, and only when an app.yaml names a `type:`, a
+`tables.source` or a `state:` scheme lakefn does not know, so a project without plug-ins pays
+nothing for them.
 """
 
 from __future__ import annotations

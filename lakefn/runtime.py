@@ -125,8 +125,13 @@ class Runtime:
             if self._checkpoints is None:
                 from .checkpoints.selection import open_project_store
 
+                # Leases expire on the runtime's clock, the one the watcher renews by: on two
+                # clocks (a FakeClock here, real time in the store) a lease would run out in
+                # the store while the watcher still counts it as held.
+                clock = self.clock
+                seconds = None if type(clock) is SystemClock else lambda: clock.now().timestamp()
                 try:
-                    self._checkpoints = open_project_store(self.project)
+                    self._checkpoints = open_project_store(self.project, clock=seconds)
                 except LakefnError as exc:
                     self._store_problem = str(exc)
                     raise

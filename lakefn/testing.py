@@ -42,7 +42,7 @@ from ._exceptions import (
 from ._json_input import simulated_commit
 from ._local_tables import LocalTables
 from ._loopthread import LoopThread
-from .abc import CheckpointStore, Clock
+from .abc import Clock
 from .sources.recorded import RecordedOverlay, RecordedSource
 
 if TYPE_CHECKING:
@@ -127,7 +127,6 @@ class LakefnHarness:
         clock: FakeClock | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        from .checkpoints.sqlite import SQLiteCheckpointStore
         from .journal import Journal
         from .project import load_project
         from .runtime import Runtime
@@ -146,26 +145,26 @@ class LakefnHarness:
         self._server: ServerRun | None = None
         self._client: httpx.Client | None = None
         self._app: FastAPI | None = None
-        checkpoints: CheckpointStore | None = None
+        runtime: Runtime | None = None
         try:
             self.project: Project = load_project(app_yaml, apply_env=False)
             self._apply_env()
             # A table given a recorded history (`load_history`) is read from it instead.
             self._source = RecordedOverlay(LocalDeltaSource(self.project.local_root))
             self.tables = LocalTables(self.project.local_root)
-            # Leases expire on the test's clock, the one the watcher reads: moving it moves both.
-            checkpoints = SQLiteCheckpointStore(state, clock=lambda: self.clock.now().timestamp())
-            # Loading the functions can fail (a syntax error): the store is open by then.
-            self.runtime: Runtime = Runtime(
+            runtime = Runtime(
                 self.project,
                 table_source=self._source,
-                checkpoints=checkpoints,
                 journal=Journal(),  # in memory: a test reads what it ran, nothing else
                 clock=self.clock,
             )
+            # Opened now, from LAKEFN_STATE, as every runtime opens its store: on the runtime's
+            # clock, so leases expire on the test's clock, the one the watcher reads.
+            runtime.checkpoints  # noqa: B018 - opening it is the point
+            self.runtime: Runtime = runtime
         except BaseException:
-            if checkpoints is not None:
-                checkpoints.close()
+            if runtime is not None:
+                runtime.close()
             self._env.restore()
             raise
         self._loop = LoopThread("lakefn-test").start()

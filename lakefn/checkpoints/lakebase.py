@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -83,10 +85,12 @@ class LakebaseCheckpointStore(PostgresCheckpointStore):
         super().__init__("", schema=schema, password=self.token, **kwargs)
 
     @classmethod
-    def from_state(cls, state: str, project_root: Path) -> LakebaseCheckpointStore:
+    def from_state(
+        cls, state: str, project_root: Path, *, clock: Callable[[], float] = time.time
+    ) -> LakebaseCheckpointStore:
         _, _, query = state.partition("?")
         options = dict(parse_qsl(query))
         unknown = set(options) - {"schema"}
         if unknown:
             raise BadStateOptions(state, "lakebase", "?schema=NAME", unknown)
-        return cls(schema=options.get("schema", DEFAULT_SCHEMA))
+        return cls(schema=options.get("schema", DEFAULT_SCHEMA), clock=clock)

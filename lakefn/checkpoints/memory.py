@@ -1,10 +1,15 @@
-"""Checkpoints in a dict: the default for tests and one-off runs; gone when the process ends."""
+"""Checkpoints in a dict: the default for tests and one-off runs; gone when the process ends.
+
+It is the one to copy for a new store: the CheckpointStore methods, and `from_state`, by which
+app.yaml's `state:` builds a store once it is registered (`register_store` in `selection.py`).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from .._exceptions import CheckpointConflict
 from ..abc import CheckpointStore
@@ -23,6 +28,19 @@ class MemoryCheckpointStore(CheckpointStore):
         self._table_ids: dict[str, str] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_state(
+        cls, state: str, project_root: Path, *, clock: Callable[[], float] = time.time
+    ) -> MemoryCheckpointStore:
+        """The store for app.yaml's `state:` (its URL says nothing more here); `clock` is
+        the seconds leases expire by: the runtime hands in its own."""
+        return cls(clock=clock)
+
+    @property
+    def lease_clock(self) -> Callable[[], float]:
+        """The seconds this store expires leases by: the watcher counts its lease down on it."""
+        return self._clock
 
     def load(self, key: str) -> int | None:
         with self._lock:

@@ -88,9 +88,11 @@ class PostgresCheckpointStore(CheckpointStore):
         self._sql = Statements(schema)
 
     @classmethod
-    def from_state(cls, state: str, project_root: Path) -> PostgresCheckpointStore:
+    def from_state(
+        cls, state: str, project_root: Path, *, clock: Callable[[], float] = time.time
+    ) -> PostgresCheckpointStore:
         conninfo, schema = split_state_url(state)
-        return cls(conninfo, schema=schema)
+        return cls(conninfo, schema=schema, clock=clock)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.where} schema={self.schema}>"
@@ -149,6 +151,11 @@ class PostgresCheckpointStore(CheckpointStore):
         return " ".join(text.split())
 
     # -- checkpoints -------------------------------------------------------------------------
+
+    @property
+    def lease_clock(self) -> Callable[[], float]:
+        """The seconds this store expires leases by: the watcher counts its lease down on it."""
+        return self._clock
 
     def load(self, key: str) -> int | None:
         def work(conn: psycopg.Connection[Any]) -> int | None:

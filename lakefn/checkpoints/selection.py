@@ -9,15 +9,22 @@
                                              variables, a fresh OAuth token per connection
 
 Stores are looked up by scheme and imported only when chosen, so `import lakefn` never imports
-psycopg or databricks-sdk. A store class builds itself from the setting with
-`from_state(state, project_root)`; SQLite's, which predates URLs, is handed its file path.
+psycopg or databricks-sdk. Every store class builds itself from the setting with
+`from_state(state, project_root, *, clock=None)`. `clock`, when given, is the seconds the
+runtime lives by (its `Clock`): the store judges lease expiry on it, the same time the watcher
+renews by, so a lease is never judged on two clocks. A store from elsewhere (a plug-in, a
+test) is added with `register_store(scheme, "module:Class")` before the project is loaded.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -30,30 +37,84 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("lakefn")
 
-#: scheme -> "module:Class"; adding a store is one module and one line here
-STORES = {
-    "sqlite": "lakefn.checkpoints.sqlite:SQLiteCheckpointStore",
-    "postgresql": "lakefn.checkpoints.postgres:PostgresCheckpointStore",
-    "postgres": "lakefn.checkpoints.postgres:PostgresCheckpointStore",
-    "lakebase": "lakefn.checkpoints.lakebase:LakebaseCheckpointStore",
-}
 
-#: what the message for a bad `state:` shows as the accepted forms
-FORMS = "a file path, sqlite:///path, postgresql://user@host:5432/db, or lakebase"
+@dataclass(frozen=True)
+class StoreEntry:
+    """A `state:` scheme's store: `target` is "module:Class" (imported only when chosen) or
+    the class; `form` how the setting reads in messages (None: an alias, not listed); `extra`
+    the `pip install 'lakefn[extra]'` that brings its driver (None: nothing to install)."""
+
+    target: str | type[Any]
+    form: str | None = None
+    extra: str | None = None
+
+
+#: scheme -> its store; adding a store to lakefn is one module and one line here
+STORES: dict[str, StoreEntry] = {
+    "sqlite": StoreEntry(
+        "lakefn.checkpoints.sqlite:SQLiteCheckpointStore", "a file path, sqlite:///path"
+    ),
+    "postgresql": StoreEntry(
+        "lakefn.checkpoints.postgres:PostgresCheckpointStore",
+        "postgresql://user@host:5432/db",
+        "postgres",
+    ),
+    "postgres": StoreEntry("lakefn.checkpoints.postgres:PostgresCheckpointStore", None, "postgres"),
+    "lakebase": StoreEntry(
+        "lakefn.checkpoints.lakebase:LakebaseCheckpointStore", "lakebase", "postgres"
+    ),
+}
+_BUILT_IN = frozenset(STORES)
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+
+
+def register_store(
+    scheme: str, target: str | type[Any], *, form: str | None = None, extra: str | None = None
+) -> None:
+    """Add a state store: app.yaml accepts `state: <scheme>://...` in projects loaded after
+    this call. `target` is a `CheckpointStore` class with `from_state(state, project_root, *,
+    clock=None)`, or "module:Class" naming one; `form` shows the setting in messages
+    (default `<scheme>://...`); `extra` is the lakefn extra that installs its driver."""
+    scheme = scheme.lower()
+    if scheme in _BUILT_IN:
+        raise ValueError(f"{scheme!r} is one of lakefn's own state stores")
+    if not _SCHEME.fullmatch(scheme):
+        raise ValueError(f"{scheme!r} is no URL scheme (a letter, then letters, digits, + - .)")
+    found = STORES.get(scheme)
+    if found is not None and found.target is not target:
+        raise ValueError(f"a state store {scheme!r} is already registered")
+    STORES[scheme] = StoreEntry(target, form or f"{scheme}://...", extra)
+
+
+def unregister_store(scheme: str) -> None:
+    """Forget a store added with `register_store` (lakefn's own stay)."""
+    if scheme in _BUILT_IN:
+        raise ValueError(f"{scheme!r} is one of lakefn's own state stores")
+    STORES.pop(scheme, None)
+
+
+def accepted_forms() -> str:
+    """What the message for a bad `state:` shows as the accepted forms."""
+    forms = [entry.form for entry in STORES.values() if entry.form]
+    return ", ".join(forms[:-1]) + f", or {forms[-1]}" if len(forms) > 1 else "".join(forms)
 
 
 def scheme_of(state: str) -> str:
     """The store kind a `state:` value names; LakefnError when it names none."""
     text = state.strip()
     if not text:
-        raise BadStateSetting(text, forms=FORMS)
+        raise BadStateSetting(text, forms=accepted_forms())
     if text == "lakebase" or text.startswith("lakebase?"):
         return "lakebase"
     if "://" not in text:
         return "sqlite"  # a plain path
     scheme = text.split("://", 1)[0].lower()
+    if scheme not in STORES:
+        from .._plugins import load_plugins
+
+        load_plugins()  # an installed package may offer it
     if scheme not in STORES or scheme == "lakebase":
-        raise BadStateSetting(redact(text), "scheme", forms=FORMS)
+        raise BadStateSetting(redact(text), "scheme", forms=accepted_forms())
     if scheme == "sqlite" and not text.startswith("sqlite:///"):
         raise BadStateSetting(text, "sqlite")
     return scheme
@@ -74,28 +135,47 @@ def project_state(project: Project) -> str:
     return os.environ.get("LAKEFN_STATE") or project.config.state
 
 
-def open_store(state: str, project_root: str | os.PathLike[str]) -> CheckpointStore:
-    """The checkpoint store `state` names (see the module docstring)."""
+def open_store(
+    state: str, project_root: str | os.PathLike[str], *, clock: Callable[[], float] | None = None
+) -> CheckpointStore:
+    """The checkpoint store `state` names (see the module docstring). `clock` is the seconds
+    its leases expire by; None keeps the store's own (wall-clock seconds)."""
     scheme = scheme_of(state)
-    module_name, _, class_name = STORES[scheme].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise StateNeedsPackage(redact(state), exc.name, "postgres") from None
-    store_class = getattr(module, class_name)
+    entry = STORES[scheme]
+    store_class = entry.target
+    if isinstance(store_class, str):
+        module_name, _, class_name = store_class.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            if entry.extra is None:
+                raise
+            raise StateNeedsPackage(redact(state), exc.name, entry.extra) from None
+        store_class = getattr(module, class_name)
     root = Path(project_root)
-    factory = getattr(store_class, "from_state", None)
-    if factory is None:
-        return store_class(sqlite_path(state, root))  # type: ignore[no-any-return]
-    return factory(state, root)  # type: ignore[no-any-return]
+    if clock is None:
+        return store_class.from_state(state, root)  # type: ignore[no-any-return]
+    if "clock" not in inspect.signature(store_class.from_state).parameters:
+        # Its leases would expire on its own time while the watcher renews on `clock`: two
+        # owners could deliver the same table. Refused rather than risked.
+        raise BadStateSetting(
+            redact(state),
+            f"the {scheme} store cannot take the runtime's clock (its from_state has no "
+            "`clock` argument), and a runtime on a clock of its own (a FakeClock) must judge "
+            "leases on that clock; run on the system clock, or give from_state a `clock`",
+        )
+    return store_class.from_state(state, root, clock=clock)  # type: ignore[no-any-return]
 
 
-def open_project_store(project: Project) -> CheckpointStore:
-    """The project's store; as a Databricks App on a local file, with a warning first."""
+def open_project_store(
+    project: Project, *, clock: Callable[[], float] | None = None
+) -> CheckpointStore:
+    """The project's store (leases on `clock`, see `open_store`); as a Databricks App on a
+    local file, with a warning first."""
     warning = ephemeral_state_warning(project)
     if warning:
         logger.warning("%s", warning)
-    return open_store(project_state(project), project.root)
+    return open_store(project_state(project), project.root, clock=clock)
 
 
 def redact(state: str) -> str:

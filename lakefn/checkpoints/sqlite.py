@@ -100,6 +100,14 @@ class SQLiteCheckpointStore(CheckpointStore):
         with self._lock:
             self._connection()
 
+    @classmethod
+    def from_state(
+        cls, state: str, project_root: Path, *, clock: Callable[[], float] = time.time
+    ) -> SQLiteCheckpointStore:
+        from .selection import sqlite_path
+
+        return cls(sqlite_path(state, project_root), clock=clock)
+
     def _open(self) -> sqlite3.Connection:
         try:
             db = _sqlite.connect(self.path, busy_timeout=self._busy_timeout)
@@ -195,6 +203,11 @@ class SQLiteCheckpointStore(CheckpointStore):
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    @property
+    def lease_clock(self) -> Callable[[], float]:
+        """The seconds this store expires leases by: the watcher counts its lease down on it."""
+        return self._clock
 
     def load(self, key: str) -> int | None:
         with self._lock:

@@ -46,10 +46,14 @@ class CheckpointRow:
     updated_at: datetime | None
     lease_holder: str | None
     lease_expires: datetime | None
+    #: the store's time when this was read: a lease is live by the clock the store expires it
+    #: by (a runtime's FakeClock, for a store it opened), not by this host's
+    as_of: datetime | None = None
 
     @property
     def leased(self) -> bool:
-        return self.lease_expires is not None and self.lease_expires > datetime.now(timezone.utc)
+        now = self.as_of or datetime.now(timezone.utc)
+        return self.lease_expires is not None and self.lease_expires > now
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,8 +160,10 @@ def list_checkpoints(project: Project, store: CheckpointStore) -> CheckpointList
     """Every watched function (with no checkpoint yet if it never ran), and any other
     checkpoint the store holds (a function since removed from app.yaml)."""
     rows: dict[str, CheckpointRow] = {}
+    lease_clock = getattr(store, "lease_clock", None)
+    as_of = _when(lease_clock()) if callable(lease_clock) else None
     for name, (table, _) in watched(project).items():
-        rows[f"{name}|{table}"] = CheckpointRow(name, table, None, None, None, None)
+        rows[f"{name}|{table}"] = CheckpointRow(name, table, None, None, None, None, as_of)
     for item in _details(store):
         function, _, table = str(item["key"]).partition("|")
         rows[item["key"]] = CheckpointRow(
@@ -167,6 +173,7 @@ def list_checkpoints(project: Project, store: CheckpointStore) -> CheckpointList
             _when(item["updated_at"]),
             item["owner"],
             _when(item["expires_at"]),
+            as_of,
         )
     return CheckpointList(sorted(rows.values(), key=lambda r: (r.function, r.table)))
 

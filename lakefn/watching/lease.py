@@ -5,8 +5,12 @@ While the lease is held without a break nobody else can move the checkpoint, so 
 keeps it (and the lease's expiry) in memory: a check that finds nothing new touches the store
 only when the lease is due for renewal, which keeps a thousand watched tables cheap.
 
-Expiry is wall-clock seconds from the `Clock` handed in, compared with the store's own clock:
-hosts sharing a store must keep their clocks in step.
+A lease is judged on one clock: the store's. The store decides who holds it, so the holder
+counts its own lease down on the seconds the store expires it by, its `lease_clock` (lakefn's
+stores have one; a store the runtime opens is handed the runtime's `Clock`, so a FakeClock
+moves both). A store that shows no clock is asked at every check unless the runtime runs on
+the system clock: a FakeClock standing still must never keep a lease the store let run out.
+Hosts sharing a store must keep their clocks in step.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from ..abc import SystemClock
 
 if TYPE_CHECKING:
     from ..abc import Clock
@@ -24,6 +31,9 @@ if TYPE_CHECKING:
     from .store import Checkpoints
 
 logger = logging.getLogger("lakefn.tables")
+
+#: `lease_until` of a lease held from a store that shows no clock: held (> 0), never cached
+_HELD_UNTIL_ASKED = 1.0
 
 
 def owner_id() -> str:
@@ -57,23 +67,52 @@ class Lease:
         self._checkpoints = checkpoints
         self._clock = clock
         self.owner = owner
+        #: the seconds the store expires leases by, once known; None: ask the store each time
+        self._store_seconds: Callable[[], float] | None = None
+        self._known = False
+        self._finding = asyncio.Lock()
 
-    def _seconds(self) -> float:
+    def _runtime_seconds(self) -> float:
         return self._clock.now().timestamp()
+
+    async def _lease_seconds(self) -> Callable[[], float] | None:
+        """The store's lease clock (found once, off the loop: the first open may block)."""
+        if self._known:
+            return self._store_seconds
+        async with self._finding:  # once, not once per table watched
+            if not self._known:
+                try:
+                    store = await asyncio.to_thread(self._checkpoints.open)
+                except Exception:  # noqa: BLE001 - the acquire that follows reports it
+                    return None
+                found = getattr(store, "lease_clock", None)
+                if callable(found):
+                    self._store_seconds = found
+                elif type(self._clock) is SystemClock:
+                    self._store_seconds = self._runtime_seconds
+                self._known = True
+        return self._store_seconds
 
     async def hold(self, state: WatchState) -> bool:
         """True while this process holds the (function, table) lease; renews it when due."""
         ttl = state.lease_ttl
-        if state.lease_until - self._seconds() > ttl / 2:
+        seconds = await self._lease_seconds()
+        if seconds is not None and state.lease_until - seconds() > ttl / 2:
             return True
-        asked_at = self._seconds()
+        asked_at = seconds() if seconds is not None else 0.0
         acquired = await self._checkpoints.call(
             state, "acquire", state.key, self.owner, ttl, take_over=holder_is_dead
         )
         if not acquired:
             state.lease_until, state.cached = 0.0, None
             return False
-        if state.lease_until <= self._seconds():
+        if seconds is None:
+            # No clock to count on: every check asks the store, which alone decides. Whether
+            # the lease was held without a break is unknown, so the checkpoint is read again.
+            # Above 0 (held, to be released at the end) yet never far enough to be trusted.
+            state.lease_until, state.cached = _HELD_UNTIL_ASKED, None
+            return True
+        if state.lease_until <= seconds():
             # The lease lapsed (or was never ours): someone may have moved the checkpoint.
             state.cached = None
         # The store computed its expiry after `asked_at`, so this is never later than the truth.
