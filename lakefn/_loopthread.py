@@ -106,7 +106,9 @@ def run_on(
         return future.result(timeout)
     except concurrent.futures.TimeoutError:
         future.cancel()
-        raise
+        # The builtin TimeoutError: on Python 3.10 concurrent.futures has a class of its own,
+        # which an `except TimeoutError` would miss.
+        raise TimeoutError(f"gave up waiting after {timeout} s") from None
 
 
 def running_here(loop: asyncio.AbstractEventLoop) -> bool:
