@@ -66,7 +66,8 @@ def test_save_with_stale_expectation_conflicts_and_changes_nothing(store: Checkp
     store.save("k", 5, expected=None)
     with pytest.raises(CheckpointConflict) as caught:
         store.save("k", 9, expected=4)
-    assert (caught.value.expected, caught.value.found) == (4, 5)
+    assert (caught.value.key, caught.value.expected, caught.value.found) == ("k", 4, 5)
+    assert "checkpoint 'k' moved under us" in str(caught.value)  # the log names the table's key
     with pytest.raises(CheckpointConflict):
         store.save("k", 9, expected=None)
     assert store.load("k") == 5
@@ -187,6 +188,22 @@ def test_sqlite_state_file_opened_by_many_at_once_opens_for_all(tmp_path: Path) 
         for thread in threads:
             thread.join()
     assert failures == []
+
+
+def test_sqlite_store_refuses_calls_once_closed_and_closes_twice_quietly(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = SQLiteCheckpointStore(path)
+    store.save("k", 3, expected=None)
+    store.close()
+    for call in (lambda: store.load("k"), lambda: store.acquire("k", "me", ttl=60)):
+        with pytest.raises(LakefnError, match=f"the checkpoint store {path} is closed"):
+            call()
+    store.close()  # a second close (a runtime closing what a harness closed) is no error
+    reopened = SQLiteCheckpointStore(path)
+    try:
+        assert reopened.load("k") == 3  # closing kept what was saved
+    finally:
+        reopened.close()
 
 
 def test_sqlite_unusable_path_is_a_clear_error(tmp_path: Path) -> None:
