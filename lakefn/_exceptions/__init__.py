@@ -70,6 +70,9 @@ LakefnError
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .core import (
     BadTableRows,
     CannotListen,
@@ -106,43 +109,93 @@ from .core import (
     WatchedByServer,
     WrongTrigger,
 )
-from .state import (
-    BadCheckpointVersion,
-    BadStateOptions,
-    BadStateSchema,
-    BadStateSetting,
-    CheckpointBusy,
-    LakebaseNotConfigured,
-    LeaseHeld,
-    NoJournal,
-    NotATableFunction,
-    StateError,
-    StateLayoutTooNew,
-    StateNeedsPackage,
-    StateStoreFailed,
-    WrongTable,
-)
-from .usage import (
-    BadCount,
-    BadFunctionName,
-    BadOperation,
-    BadPort,
-    BadScheduledTime,
-    BadSimulatedCommit,
-    BadVersion,
-    BundleError,
-    BundleResourceInvalid,
-    HarnessError,
-    InputError,
-    JsonInputError,
-    NoProject,
-    NoRowsGiven,
-    NotConvertible,
-    ProjectNotCreated,
-    RowsError,
-    RowsFileError,
-    WheelUnavailable,
-)
+
+if TYPE_CHECKING:
+    from .state import (
+        BadCheckpointVersion,
+        BadStateOptions,
+        BadStateSchema,
+        BadStateSetting,
+        CheckpointBusy,
+        LakebaseNotConfigured,
+        LeaseHeld,
+        NoJournal,
+        NotATableFunction,
+        StateError,
+        StateLayoutTooNew,
+        StateNeedsPackage,
+        StateStoreFailed,
+        WrongTable,
+    )
+    from .usage import (
+        BadCount,
+        BadFunctionName,
+        BadOperation,
+        BadPort,
+        BadScheduledTime,
+        BadSimulatedCommit,
+        BadVersion,
+        BundleError,
+        BundleResourceInvalid,
+        HarnessError,
+        InputError,
+        JsonInputError,
+        NoProject,
+        NoRowsGiven,
+        NotConvertible,
+        ProjectNotCreated,
+        RowsError,
+        RowsFileError,
+        WheelUnavailable,
+    )
+
+# The state and usage errors load when first named: `import lakefn` needs only the core ones,
+# and each class costs start-up time.
+_LAZY = {
+    "BadCheckpointVersion": "state",
+    "BadStateOptions": "state",
+    "BadStateSchema": "state",
+    "BadStateSetting": "state",
+    "CheckpointBusy": "state",
+    "LakebaseNotConfigured": "state",
+    "LeaseHeld": "state",
+    "NoJournal": "state",
+    "NotATableFunction": "state",
+    "StateError": "state",
+    "StateLayoutTooNew": "state",
+    "StateNeedsPackage": "state",
+    "StateStoreFailed": "state",
+    "WrongTable": "state",
+    "BadCount": "usage",
+    "BadFunctionName": "usage",
+    "BadOperation": "usage",
+    "BadPort": "usage",
+    "BadScheduledTime": "usage",
+    "BadSimulatedCommit": "usage",
+    "BadVersion": "usage",
+    "BundleError": "usage",
+    "BundleResourceInvalid": "usage",
+    "HarnessError": "usage",
+    "InputError": "usage",
+    "JsonInputError": "usage",
+    "NoProject": "usage",
+    "NoRowsGiven": "usage",
+    "NotConvertible": "usage",
+    "ProjectNotCreated": "usage",
+    "RowsError": "usage",
+    "RowsFileError": "usage",
+    "WheelUnavailable": "usage",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BadTableRows",
