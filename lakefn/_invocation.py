@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+#: an entry as a store keeps it: compact JSON, the encoder built once (json.dumps with options
+#: builds one per call, a cost a busy server's journal pays on every invocation)
+ENTRY_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 @dataclass(slots=True)
@@ -72,8 +77,10 @@ class Invocation:
     def ok(self) -> bool:
         return self.status == "ok"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, recorded: bool = False) -> dict[str, Any]:
+        """The entry as shown and stored; `recorded` adds when the journal recorded it (the
+        order of entries across processes, which a store sorts by)."""
+        entry: dict[str, Any] = {
             "id": self.id,
             "function": self.function,
             "trigger": self.trigger,
@@ -83,7 +90,13 @@ class Invocation:
             "attempt": self.attempt,
             "simulated": self.simulated,
             "error": self.error,
-            **({"detail": self.detail} if self.detail else {}),
-            **({"logs": self.logs} if self.logs else {}),
-            **({"process": self.process} if self.process else {}),
         }
+        if self.detail:
+            entry["detail"] = self.detail
+        if self.logs:
+            entry["logs"] = self.logs
+        if self.process:
+            entry["process"] = self.process
+        if recorded:
+            entry["recorded_at"] = self.recorded_at
+        return entry

@@ -42,7 +42,7 @@ FIRST_READ_WAIT = 2.0
 
 class JournalStore(Protocol):
     """Where a journal keeps history: the state store (PostgreSQL), or a table beside it
-    (SQLite). Entries are `Invocation.to_dict()` plus `recorded_at` and `process`."""
+    (SQLite). Entries are `Invocation.to_dict(recorded=True)`."""
 
     def append_invocations(self, entries: list[dict[str, Any]]) -> None: ...
 
@@ -200,7 +200,7 @@ class WriteBehind:
                     store.close()
 
     def _loop(self, store: JournalStore) -> None:
-        next_prune = 0.0
+        next_prune, unpruned = 0.0, 0
         while True:
             with self._cond:
                 # Batches, at most one write per interval however busy the server is; sooner
@@ -216,15 +216,18 @@ class WriteBehind:
                 self._flush_wanted = False
                 stopping = self._stopping
             if batch:
-                self._write(store, batch, stopping)
+                unpruned += self._write(store, batch, stopping)
             with self._cond:
                 self._in_flight = 0
                 self._cond.notify_all()
             if stopping:
                 return
             now = time.monotonic()
-            if now >= next_prune:
-                next_prune = now + PRUNE_INTERVAL
+            # Now and then, and as soon as half of `keep` came in since the last pass: with
+            # writes of at most `keep` entries, the store never holds more than twice `keep`
+            # however busy the server is.
+            if now >= next_prune or unpruned >= self._settings.keep // 2:
+                next_prune, unpruned = now + PRUNE_INTERVAL, 0
                 self._quietly(store.prune_invocations, self._settings.keep, self._oldest())
             if self._snapshot_due():
                 self._refresh(store)
@@ -237,15 +240,18 @@ class WriteBehind:
     def _oldest(self) -> float:
         return time.time() - self._settings.max_age_days * 86400
 
-    def _write(self, store: JournalStore, batch: list[Invocation], last: bool) -> None:
-        rows = [{**i.to_dict(), "recorded_at": i.recorded_at} for i in batch]
+    def _write(self, store: JournalStore, batch: list[Invocation], last: bool) -> int:
+        """Write `batch`; the number of entries written."""
+        # Past the newest `keep`, entries would be pruned as soon as written.
+        rows = [i.to_dict(recorded=True) for i in batch[-self._settings.keep :]]
         if self._quietly(store.append_invocations, rows):
-            return
+            return len(rows)
         if last:
             logger.warning("the journal lost %d invocation(s) it could not write", len(batch))
-            return
+            return 0
         with self._cond:  # kept, in order, for the next try
             self._pending = (batch + self._pending)[-MAX_PENDING:]
+        return 0
 
     def _refresh(self, store: JournalStore) -> None:
         rows: list[dict[str, Any]] = []

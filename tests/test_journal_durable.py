@@ -3,7 +3,9 @@ processes, with retention, and never in the way of a function when the store is 
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -14,6 +16,7 @@ import pytest
 
 from lakefn import ConfigError
 from lakefn.checkpoints.selection import open_store
+from lakefn.checkpoints.sqlite_journal import SQLiteJournal
 from lakefn.config import parse_config
 from lakefn.journal import Invocation, Journal, JournalStore, journal_store_for
 from tests._postgres import PostgresServer, new_schema
@@ -76,6 +79,83 @@ def test_retention_by_count_and_by_age(journal_store: JournalStore) -> None:
     assert [e["id"] for e in journal_store.recent_invocations()] == [
         f"id-{n}" for n in range(9, 3, -1)
     ]
+
+
+def test_each_attempt_of_a_retried_invocation_is_kept(journal_store: JournalStore) -> None:
+    # A retry keeps the invocation's id: the store keyed entries by id alone and kept only the
+    # first attempt, so after a restart an invocation that succeeded showed as failed.
+    failed = {**entry(7), "attempt": 1, "status": "error", "error": "boom"}
+    succeeded = {**entry(7, recorded_at=1010.0), "attempt": 2}
+    journal_store.append_invocations([failed])
+    journal_store.append_invocations([succeeded])
+    journal_store.append_invocations([succeeded])  # written again after a lost reply
+    stored = journal_store.recent_invocations()
+    assert [(e["id"], e["attempt"], e["status"]) for e in stored] == [
+        ("id-7", 2, "ok"),
+        ("id-7", 1, "error"),
+    ]
+
+
+def test_a_burst_leaves_the_store_at_most_twice_keep(state: str, tmp_path: Path) -> None:
+    # Pruned once a minute, a busy server's journal grew by up to a minute of entries (on the
+    # order of a million rows) between passes.
+    store = open_store(state, tmp_path)
+    reader, owned = journal_store_for(store)
+    assert reader is not None
+    settings = parse_config("journal: {keep: 100}\n").journal
+    journal = Journal(persist_to=lambda: store, settings=settings)
+    sizes = []
+    try:
+        for burst in range(10):
+            for n in range(100):
+                journal.record(_ran(f"b{burst}-{n}"))
+            assert journal.flush(timeout=30)
+            sizes.append(len(reader.recent_invocations()))
+    finally:
+        journal.close()
+        if owned:
+            reader.close()
+        store.close()
+    # `keep`, plus what one write added before the pass that follows it
+    assert min(sizes[1:]) >= 100 and max(sizes) <= 200, sizes
+
+
+def test_a_state_file_with_the_journal_keyed_by_id_is_carried_over(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE invocations (
+            id TEXT PRIMARY KEY, function TEXT NOT NULL, recorded_at REAL NOT NULL,
+            entry TEXT NOT NULL);
+        CREATE INDEX invocations_recent ON invocations (recorded_at DESC);
+        CREATE INDEX invocations_function ON invocations (function, recorded_at DESC);
+        """
+    )
+    db.executemany(
+        "INSERT INTO invocations VALUES (?, ?, ?, ?)",
+        [(e["id"], e["function"], e["recorded_at"], json.dumps(e)) for e in map(entry, (1, 2))],
+    )
+    db.commit()
+    db.close()
+    store = open_store(str(path), tmp_path)
+    journal, owned = journal_store_for(store)
+    assert journal is not None and owned
+    try:
+        journal.append_invocations([{**entry(2, recorded_at=1005.0), "attempt": 2}])
+        assert [(e["id"], e["attempt"]) for e in journal.recent_invocations()] == [
+            ("id-2", 2),
+            ("id-2", 1),
+            ("id-1", 1),
+        ]
+    finally:
+        journal.close()
+        store.close()
+    reopened = SQLiteJournal(path)  # once carried over, opened as it is
+    try:
+        assert len(reopened.recent_invocations()) == 3
+    finally:
+        reopened.close()
 
 
 def test_history_survives_a_restart_and_merges_with_new_entries(state: str, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from .._exceptions import (
     CheckpointConflict,
     StateStoreUnavailable,
 )
+from .._invocation import ENTRY_JSON
 from ..abc import CheckpointStore
 from ._pg_connections import DEFAULT_SCHEMA, Connections, describe_conninfo, split_state_url
 from ._pg_schema import SCHEMA_VERSION, Statements, create_schema
@@ -246,9 +247,8 @@ class PostgresCheckpointStore(CheckpointStore):
     # -- the journal (see lakefn.journal) ----------------------------------------------------
 
     def append_invocations(self, entries: list[dict[str, Any]]) -> None:
-        rows = [
-            (e["id"], e["function"], e["recorded_at"], json.dumps(e, default=str)) for e in entries
-        ]
+        encode = ENTRY_JSON.encode
+        rows = [(_entry_key(e), e["function"], e["recorded_at"], encode(e)) for e in entries]
 
         def work(conn: psycopg.Connection[Any]) -> None:
             with conn.cursor() as cur:
@@ -274,3 +274,10 @@ class PostgresCheckpointStore(CheckpointStore):
 
     def close(self) -> None:
         self._connections.close()
+
+
+def _entry_key(entry: dict[str, Any]) -> str:
+    """The row's key: a retried invocation keeps its id, and each attempt is an entry of its
+    own (the key of the first is the id, as lakefn always wrote it)."""
+    attempt = entry.get("attempt", 1)
+    return str(entry["id"]) if attempt == 1 else f"{entry['id']}/{attempt}"

@@ -3,6 +3,11 @@
 A connection of its own, used only by the journal's writer thread and by `lakefn logs`, so
 journal writes never wait behind the checkpoint store's lock. `synchronous=NORMAL`: a power
 cut may lose the last journal lines, which the journal allows; checkpoints stay on FULL.
+
+One B-tree, ordered by time (`WITHOUT ROWID`, keyed by when an entry was recorded and its id):
+a busy server writes thousands of entries a second and the retention pass deletes as many, so
+each entry costs one insert and one range delete, not four (a rowid table, its id key and two
+indexes). Reading by function walks the same order, over at most about `keep` entries.
 """
 
 from __future__ import annotations
@@ -14,18 +19,24 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import StateStoreFailed
+from .._invocation import ENTRY_JSON
 from . import _sqlite
 
+# Keyed by (recorded_at, id), not by id alone: a retried invocation keeps its id, and each of
+# its attempts is an entry of its own; an entry written again (a write whose reply was lost)
+# has the same key and is ignored.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS invocations (
-    id TEXT PRIMARY KEY,
-    function TEXT NOT NULL,
     recorded_at REAL NOT NULL,
-    entry TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS invocations_recent ON invocations (recorded_at DESC);
-CREATE INDEX IF NOT EXISTS invocations_function ON invocations (function, recorded_at DESC);
+    id TEXT NOT NULL,
+    function TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    PRIMARY KEY (recorded_at, id)
+) WITHOUT ROWID
 """
+
+#: where an older state file's journal (keyed by id: one attempt per invocation) is moved from
+_BEFORE = "invocations_keyed_by_id"
 
 
 class SQLiteJournal:
@@ -37,25 +48,19 @@ class SQLiteJournal:
             _sqlite.prepare(
                 self._db, busy_timeout=busy_timeout, synchronous="NORMAL", schema=_SCHEMA
             )
+            _upgrade(self._db)
         except (OSError, sqlite3.Error) as exc:
             raise StateStoreFailed("journal", self.path, exc) from exc
 
     def append_invocations(self, entries: list[dict[str, Any]]) -> None:
-        rows = [
-            (e["id"], e["function"], e["recorded_at"], json.dumps(e, default=str)) for e in entries
-        ]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO invocations (id, function, recorded_at, entry) "
-                    "VALUES (?, ?, ?, ?)",
-                    rows,
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        encode = ENTRY_JSON.encode
+        rows = [(e["recorded_at"], e["id"], e["function"], encode(e)) for e in entries]
+        with self._lock, _transaction(self._db):
+            self._db.executemany(
+                "INSERT OR IGNORE INTO invocations (recorded_at, id, function, entry) "
+                "VALUES (?, ?, ?, ?)",
+                rows,
+            )
 
     def recent_invocations(
         self, limit: int | None = None, function: str | None = None
@@ -76,13 +81,53 @@ class SQLiteJournal:
         return [json.loads(row[0]) for row in rows]
 
     def prune_invocations(self, keep: int, older_than: float) -> None:
+        """Entries older than `older_than`, and all but about the newest `keep` (entries
+        recorded at the very instant of the `keep`-th stay with it): two range deletes."""
         with self._lock:
             self._db.execute(
-                "DELETE FROM invocations WHERE recorded_at < ? OR id IN ("
-                "SELECT id FROM invocations ORDER BY recorded_at DESC, id LIMIT -1 OFFSET ?)",
-                (older_than, keep),
+                "DELETE FROM invocations WHERE recorded_at < max(?, coalesce(("
+                "SELECT recorded_at FROM invocations ORDER BY recorded_at DESC "
+                "LIMIT 1 OFFSET ?), 0))",
+                (older_than, max(keep - 1, 0)),
             )
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the body raises."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """A state file written by an earlier lakefn has the journal keyed by id: its entries move
+    to the table above (once, by whichever process gets there first)."""
+    if not _keyed_by_id(db):
+        return
+    with _transaction(db):
+        if not _keyed_by_id(db):
+            return  # another process moved them meanwhile
+        db.execute(f"ALTER TABLE invocations RENAME TO {_BEFORE}")
+        db.execute(_SCHEMA)
+        db.execute(
+            "INSERT OR IGNORE INTO invocations (recorded_at, id, function, entry) "
+            f"SELECT recorded_at, id, function, entry FROM {_BEFORE}"
+        )
+        db.execute(f"DROP TABLE {_BEFORE}")  # and its indexes
+
+
+def _keyed_by_id(db: sqlite3.Connection) -> bool:
+    row = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'invocations'"
+    ).fetchone()
+    return row is not None and "WITHOUT ROWID" not in row[0].upper()
