@@ -161,8 +161,10 @@ class Invoker:
         gate = self.gate(function)
         if gate.limit is None and not timeout:
             # Unbounded and untimed (an async function, as declared by default): nothing to
-            # count or watch, and the HTTP path is measured per microsecond.
-            return await contained(function.main(event))
+            # count or watch, and the HTTP path is measured per microsecond. Awaited in this
+            # task, not a task of its own, so whatever it raises (SystemExit included) reaches
+            # `_attempt` as an exception like any other.
+            return await function.main(event)
         if not await gate.acquire(timeout):
             raise Overloaded(
                 function.name,

@@ -35,6 +35,13 @@ CREATE TABLE IF NOT EXISTS invocations (
 ) WITHOUT ROWID
 """
 
+_INSERT_BATCH = """
+INSERT OR IGNORE INTO invocations (recorded_at, id, function, entry)
+SELECT json_extract(value, '$.recorded_at'), json_extract(value, '$.id'),
+       json_extract(value, '$.function'), value
+FROM json_each(?)
+"""
+
 #: where an older state file's journal (keyed by id: one attempt per invocation) is moved from
 _BEFORE = "invocations_keyed_by_id"
 
@@ -53,14 +60,12 @@ class SQLiteJournal:
             raise StateStoreFailed("journal", self.path, exc) from exc
 
     def append_invocations(self, entries: list[dict[str, Any]]) -> None:
-        encode = ENTRY_JSON.encode
-        rows = [(e["recorded_at"], e["id"], e["function"], encode(e)) for e in entries]
+        # The batch goes in as one JSON array, split by SQLite itself: one statement step
+        # for the whole batch. executemany steps once per row, taking and giving back the GIL
+        # each time, and the server's event loop paid for every one of those hand-overs.
+        batch = ENTRY_JSON.encode(entries)
         with self._lock, _transaction(self._db):
-            self._db.executemany(
-                "INSERT OR IGNORE INTO invocations (recorded_at, id, function, entry) "
-                "VALUES (?, ?, ?, ?)",
-                rows,
-            )
+            self._db.execute(_INSERT_BATCH, (batch,))
 
     def recent_invocations(
         self, limit: int | None = None, function: str | None = None

@@ -1,5 +1,5 @@
 """The fast path to HTTP functions: a function's route without path parameters is found by one
-dict lookup on (method, path) in front of the whole Starlette stack.
+dict lookup on (method, path) before FastAPI's own `__call__` and the whole Starlette stack.
 
 Through FastAPI a request passes seven middleware layers (each wrapping `send`) and a router that
 tries every route in turn, which together cost more than the function call itself. For a route
@@ -8,16 +8,19 @@ the layers it skips would have done for it: the header limits and the shutdown a
 `RequestGuard`, and `ServerErrorMiddleware`'s bare 500 if something escapes. Everything else
 (lakefn's own routes, the docs, routes with path parameters, a miss, a 405) goes the usual way.
 
-The fast table is built with the middleware stack (on the first request) and only when skipping
-the stack cannot be seen: no middleware or error handler of the project's own, no debug mode, no
-FastAPI body limit. A static route is in it only if no route before it would match its method and
-path (the router takes the first match: lakefn's own routes and earlier catch-alls keep winning).
+The fast table is built with the middleware stack (at startup, or on the first request) and
+only when skipping the stack cannot be seen: no middleware or error handler of the project's
+own, no debug mode, no FastAPI body limit; a request is taken past the stack only when no
+telemetry is recording it. A static route is in it only if no route before it would match its
+method and path (the router takes the first match: lakefn's own routes and earlier catch-alls
+keep winning).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from fastapi import FastAPI
@@ -30,14 +33,53 @@ from .http_routes import FunctionHandler, FunctionRoute
 
 Table = dict[tuple[str, str], FunctionHandler]
 
+#: seconds between two looks at whether telemetry is on (a provider set later is seen by then)
+TELEMETRY_RECHECK = 1.0
+
 
 class FunctionApp(FastAPI):
-    """lakefn's server: FastAPI, with static function routes dispatched by a dict lookup."""
+    """lakefn's server: FastAPI, with static function routes dispatched by a dict lookup
+    before anything else (FastAPI's and Starlette's own `__call__` included)."""
+
+    #: (method, path) -> handler; empty until the middleware stack is built (first request)
+    fast_routes: Table = {}
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        table = static_routes(self.router.routes) if self._stack_is_lakefns() else {}
-        return StaticDispatch(stack, table) if table else stack
+        self.fast_routes = static_routes(self.router.routes) if self._stack_is_lakefns() else {}
+        return stack
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.fast_routes:
+            if self.root_path:
+                scope["root_path"] = self.root_path  # as FastAPI's __call__ would
+            handler = self.fast_routes.get((scope["method"], _route_path(scope)))
+            if handler is not None and self._nothing_to_wrap(scope):
+                scope["app"] = self
+                await _serve(handler, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    def _nothing_to_wrap(self, scope: Scope) -> bool:
+        """Telemetry (FastAPI's own, or a parent app's) or a parent's body limit: layers the
+        fast path would skip have work to do on this request."""
+        if "fastapi.telemetry" in scope or "starlette.max_body_size" in scope:
+            return False
+        return not self._telemetry_on()
+
+    _telemetry_checked_at = -TELEMETRY_RECHECK
+    _telemetry_was_on = False
+
+    def _telemetry_on(self) -> bool:
+        """Whether FastAPI's telemetry records requests (an OpenTelemetry provider is set),
+        asked at most once per `TELEMETRY_RECHECK` seconds: FastAPI asks on every request,
+        and the answer reads environment variables, a quarter of a fast request's time."""
+        now = time.monotonic()
+        if now - self._telemetry_checked_at >= TELEMETRY_RECHECK:
+            telemetry = getattr(self, "_native_telemetry", None)  # FastAPI 0.130+
+            self._telemetry_was_on = telemetry is not None and bool(telemetry.enabled())
+            self._telemetry_checked_at = now
+        return self._telemetry_was_on
 
     def _stack_is_lakefns(self) -> bool:
         """Nothing in the stack a fast path would skip was put there by the project."""
@@ -83,28 +125,6 @@ def _first_match(routes: list[BaseRoute], method: str, path: str) -> BaseRoute |
         if match == Match.FULL:
             return route
     return None
-
-
-class StaticDispatch:
-    """The outermost layer of the app's middleware stack (inside FastAPI's own __call__, which
-    sets the root path and decides on telemetry)."""
-
-    def __init__(self, stack: ASGIApp, table: Table) -> None:
-        self.stack = stack
-        self.table = table
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            handler = self.table.get((scope["method"], _route_path(scope)))
-            # Telemetry, or a parent app's body limit: layers the fast path skips have work.
-            if (
-                handler is not None
-                and "fastapi.telemetry" not in scope
-                and "starlette.max_body_size" not in scope
-            ):
-                await _serve(handler, scope, receive, send)
-                return
-        await self.stack(scope, receive, send)
 
 
 async def _serve(handler: FunctionHandler, scope: Scope, receive: Receive, send: Send) -> None:

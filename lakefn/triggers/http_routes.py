@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import json.encoder as json_encoder
 import logging
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
@@ -64,6 +65,17 @@ def _json_default(value: Any) -> Any:
 # Built once: json.dumps with any non-default option builds a new encoder on every call.
 _JSON = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
+)
+# And JSONEncoder.encode builds its C encoder on every call: this one is built once too, the
+# same options, with no table of the containers being encoded (`markers`): a container that
+# holds itself ends in a RecursionError rather than a ValueError, both "cannot be sent".
+_MAKE_ENCODER = getattr(json_encoder, "c_make_encoder", None)  # None without the C accelerator
+_C_ENCODE = (
+    None
+    if _MAKE_ENCODER is None
+    else _MAKE_ENCODER(
+        None, _json_default, json_encoder.encode_basestring, None, ":", ",", False, False, False
+    )
 )
 
 
@@ -132,7 +144,13 @@ class FunctionHandler:
             await answer(send, 431, header_problem(headers) or "")
             return
         response = await self._respond(scope, receive, declared, chunked, user)
-        await response(scope, receive, send)
+        if type(response) is _JsonAnswer:  # almost every answer: sent as Response would
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": response.raw_headers}
+            )
+            await send({"type": "http.response.body", "body": response.body})
+        else:
+            await response(scope, receive, send)
 
     async def respond(self, scope: Scope, receive: Receive) -> Response:
         _, declared, chunked, user = _read_headers(scope["headers"])
@@ -332,8 +350,11 @@ def _result_response(result: Any, invocation: Invocation) -> Response:
 
 
 def encode_json(result: Any) -> bytes:
-    """`result` as JSON, or TypeError / ValueError naming what cannot be sent."""
-    return _JSON.encode(result).encode("utf-8")
+    """`result` as JSON, or TypeError / ValueError / RecursionError naming what cannot be
+    sent."""
+    if _C_ENCODE is None:
+        return _JSON.encode(result).encode("utf-8")
+    return "".join(_C_ENCODE(result, 0)).encode("utf-8")
 
 
 def _unsendable(invocation: Invocation, result: Any, exc: BaseException) -> Response:
