@@ -42,9 +42,10 @@ FIRST_READ_WAIT = 2.0
 
 class JournalStore(Protocol):
     """Where a journal keeps history: the state store (PostgreSQL), or a table beside it
-    (SQLite). Entries are `Invocation.to_dict(recorded=True)`."""
+    (SQLite). Each store writes entries as it likes; it reads them back as
+    `Invocation.to_dict(recorded=True)` gives them."""
 
-    def append_invocations(self, entries: list[dict[str, Any]]) -> None: ...
+    def append_invocations(self, invocations: list[Invocation]) -> None: ...
 
     def recent_invocations(
         self, limit: int | None = None, function: str | None = None
@@ -243,9 +244,9 @@ class WriteBehind:
     def _write(self, store: JournalStore, batch: list[Invocation], last: bool) -> int:
         """Write `batch`; the number of entries written."""
         # Past the newest `keep`, entries would be pruned as soon as written.
-        rows = [i.to_dict(recorded=True) for i in batch[-self._settings.keep :]]
-        if self._quietly(store.append_invocations, rows):
-            return len(rows)
+        newest = batch[-self._settings.keep :]
+        if self._quietly(store.append_invocations, newest):
+            return len(newest)
         if last:
             logger.warning("the journal lost %d invocation(s) it could not write", len(batch))
             return 0

@@ -3,6 +3,7 @@ processes, with retention, and never in the way of a function when the store is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -42,7 +43,9 @@ def journal_store(state: str, tmp_path: Path) -> Iterator[JournalStore]:
     store.close()
 
 
-def entry(n: int, function: str = "f", recorded_at: float | None = None) -> dict[str, Any]:
+def entry(
+    n: int, function: str = "f", recorded_at: float | None = None, **changes: Any
+) -> Invocation:
     inv = Invocation(
         id=f"id-{n}",
         function=function,
@@ -51,8 +54,10 @@ def entry(n: int, function: str = "f", recorded_at: float | None = None) -> dict
         status="ok",
         duration=0.001 * n,
         logs=[f"INFO line {n}"],
+        recorded_at=recorded_at or 1000.0 + n,
+        process="h:1",
     )
-    return {**inv.to_dict(), "recorded_at": recorded_at or 1000.0 + n, "process": "h:1"}
+    return dataclasses.replace(inv, **changes)
 
 
 def test_store_keeps_entries_newest_first_by_function_once_each(
@@ -72,6 +77,26 @@ def test_store_keeps_entries_newest_first_by_function_once_each(
     )
 
 
+def test_an_entry_reads_back_as_it_was_recorded(journal_store: JournalStore) -> None:
+    recorded = entry(
+        4,
+        started_at=datetime(2026, 3, 29, 1, 59, 59, 123456, tzinfo=timezone.utc),
+        duration=0.0123456,
+        status="error",
+        attempt=3,
+        simulated=True,
+        error='ValueError: "quoted" \u00e9',
+        detail={"commits": [4, 5], "table": "main.s.t"},
+        logs=["WARNING one", "ERROR two"],
+    )
+    plain = entry(5, detail={}, logs=[], duration=None)
+    journal_store.append_invocations([recorded, plain])
+    assert journal_store.recent_invocations() == [
+        plain.to_dict(recorded=True),
+        recorded.to_dict(recorded=True),
+    ]
+
+
 def test_retention_by_count_and_by_age(journal_store: JournalStore) -> None:
     now = time.time()
     journal_store.append_invocations([entry(n, recorded_at=now - 100 + n) for n in range(10)])
@@ -84,8 +109,8 @@ def test_retention_by_count_and_by_age(journal_store: JournalStore) -> None:
 def test_each_attempt_of_a_retried_invocation_is_kept(journal_store: JournalStore) -> None:
     # A retry keeps the invocation's id: the store keyed entries by id alone and kept only the
     # first attempt, so after a restart an invocation that succeeded showed as failed.
-    failed = {**entry(7), "attempt": 1, "status": "error", "error": "boom"}
-    succeeded = {**entry(7, recorded_at=1010.0), "attempt": 2}
+    failed = entry(7, attempt=1, status="error", error="boom")
+    succeeded = entry(7, recorded_at=1010.0, attempt=2)
     journal_store.append_invocations([failed])
     journal_store.append_invocations([succeeded])
     journal_store.append_invocations([succeeded])  # written again after a lost reply
@@ -134,7 +159,10 @@ def test_a_state_file_with_the_journal_keyed_by_id_is_carried_over(tmp_path: Pat
     )
     db.executemany(
         "INSERT INTO invocations VALUES (?, ?, ?, ?)",
-        [(e["id"], e["function"], e["recorded_at"], json.dumps(e)) for e in map(entry, (1, 2))],
+        [
+            (e["id"], e["function"], e["recorded_at"], json.dumps(e))
+            for e in (entry(n).to_dict(recorded=True) for n in (1, 2))
+        ],
     )
     db.commit()
     db.close()
@@ -142,7 +170,7 @@ def test_a_state_file_with_the_journal_keyed_by_id_is_carried_over(tmp_path: Pat
     journal, owned = journal_store_for(store)
     assert journal is not None and owned
     try:
-        journal.append_invocations([{**entry(2, recorded_at=1005.0), "attempt": 2}])
+        journal.append_invocations([entry(2, recorded_at=1005.0, attempt=2)])
         assert [(e["id"], e["attempt"]) for e in journal.recent_invocations()] == [
             ("id-2", 2),
             ("id-2", 1),

@@ -34,7 +34,7 @@ from .._exceptions import (
     CheckpointConflict,
     StateStoreUnavailable,
 )
-from .._invocation import ENTRY_JSON
+from .._invocation import ENTRY_JSON, Invocation
 from ..abc import CheckpointStore
 from ._pg_connections import DEFAULT_SCHEMA, Connections, describe_conninfo, split_state_url
 from ._pg_schema import SCHEMA_VERSION, Statements, create_schema
@@ -246,8 +246,9 @@ class PostgresCheckpointStore(CheckpointStore):
 
     # -- the journal (see lakefn.journal) ----------------------------------------------------
 
-    def append_invocations(self, entries: list[dict[str, Any]]) -> None:
+    def append_invocations(self, invocations: list[Invocation]) -> None:
         encode = ENTRY_JSON.encode
+        entries = [i.to_dict(recorded=True) for i in invocations]
         rows = [(_entry_key(e), e["function"], e["recorded_at"], encode(e)) for e in entries]
 
         def work(conn: psycopg.Connection[Any]) -> None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .._exceptions import StateStoreFailed
-from .._invocation import ENTRY_JSON
+from .._invocation import ENTRY_JSON, Invocation
 from . import _sqlite
 
 # Keyed by (recorded_at, id), not by id alone: a retried invocation keeps its id, and each of
@@ -37,10 +38,59 @@ CREATE TABLE IF NOT EXISTS invocations (
 
 _INSERT_BATCH = """
 INSERT OR IGNORE INTO invocations (recorded_at, id, function, entry)
-SELECT json_extract(value, '$.recorded_at'), json_extract(value, '$.id'),
-       json_extract(value, '$.function'), value
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), value
 FROM json_each(?)
 """
+
+#: an entry as this store writes it: a JSON array, these fields in this order (no key names
+#: repeated in every row; an entry written by an earlier lakefn is a JSON object)
+ROW = (
+    "recorded_at",
+    "id",
+    "function",
+    "trigger",
+    "started_at",  # POSIX seconds
+    "duration",  # seconds
+    "status",
+    "attempt",
+    "simulated",
+    "error",
+    "detail",
+    "logs",
+    "process",
+)
+
+
+def _row(i: Invocation) -> list[Any]:
+    """What the writer thread does per entry, GIL held: the least it can (a busy server
+    writes thousands a second, and its event loop waits for the GIL meanwhile)."""
+    return [
+        i.recorded_at,
+        i.id,
+        i.function,
+        i.trigger,
+        i.started_at.timestamp(),
+        i.duration,
+        i.status,
+        i.attempt,
+        i.simulated,
+        i.error,
+        i.detail or None,
+        i.logs or None,
+        i.process,
+    ]
+
+
+def _entry(stored: Any) -> dict[str, Any]:
+    """A stored entry as `Invocation.to_dict(recorded=True)` gives it."""
+    if not isinstance(stored, list):
+        return dict(stored)  # written by an earlier lakefn
+    values = dict(zip(ROW, stored, strict=True))
+    values["started_at"] = datetime.fromtimestamp(values["started_at"], timezone.utc)
+    values["detail"] = values["detail"] or {}
+    values["logs"] = values["logs"] or []
+    return Invocation(**values).to_dict(recorded=True)
+
 
 #: where an older state file's journal (keyed by id: one attempt per invocation) is moved from
 _BEFORE = "invocations_keyed_by_id"
@@ -59,11 +109,11 @@ class SQLiteJournal:
         except (OSError, sqlite3.Error) as exc:
             raise StateStoreFailed("journal", self.path, exc) from exc
 
-    def append_invocations(self, entries: list[dict[str, Any]]) -> None:
-        # The batch goes in as one JSON array, split by SQLite itself: one statement step
-        # for the whole batch. executemany steps once per row, taking and giving back the GIL
-        # each time, and the server's event loop paid for every one of those hand-overs.
-        batch = ENTRY_JSON.encode(entries)
+    def append_invocations(self, invocations: list[Invocation]) -> None:
+        # The batch goes in as one JSON array of rows, split by SQLite itself: one statement
+        # step, the GIL given up once. executemany steps per row, taking the GIL back each
+        # time, and a busy server's event loop paid for every one of those hand-overs.
+        batch = ENTRY_JSON.encode([_row(i) for i in invocations])
         with self._lock, _transaction(self._db):
             self._db.execute(_INSERT_BATCH, (batch,))
 
@@ -83,7 +133,7 @@ class SQLiteJournal:
                     "ORDER BY recorded_at DESC, id LIMIT ?",
                     (function, limit_value),
                 ).fetchall()
-        return [json.loads(row[0]) for row in rows]
+        return [_entry(json.loads(row[0])) for row in rows]
 
     def prune_invocations(self, keep: int, older_than: float) -> None:
         """Entries older than `older_than`, and all but about the newest `keep` (entries
