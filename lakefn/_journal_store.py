@@ -96,6 +96,7 @@ class WriteBehind:
         self._disabled = False
         #: set once the first read of the store's history is done (or failed)
         self._loaded = threading.Event()
+        self._budget = OkBudget(settings.max_ok_per_second)
         if settings.log_lines:
             LogCapture.install()
 
@@ -244,7 +245,7 @@ class WriteBehind:
     def _write(self, store: JournalStore, batch: list[Invocation], last: bool) -> int:
         """Write `batch`; the number of entries written."""
         # Past the newest `keep`, entries would be pruned as soon as written.
-        newest = batch[-self._settings.keep :]
+        newest = self._budget.kept(batch)[-self._settings.keep :]
         if self._quietly(store.append_invocations, newest):
             return len(newest)
         if last:
@@ -282,3 +283,45 @@ class WriteBehind:
             self._failing = False
             logger.info("the journal reaches the state store again")
         return True
+
+
+class OkBudget:
+    """How many successful runs of each function go to the store: at most `rate` a second,
+    with bursts of up to a second's worth (a token bucket per function), the newest first.
+    Failures, timeouts and skips always go.
+
+    A function called thousands of times a second would otherwise fill the store with its
+    successes, push every other function's history out of `keep` within a second, and cost the
+    server a fifth of its throughput in writes; this process's own journal still shows every
+    run. Used by the writer thread only.
+    """
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self._buckets: dict[str, tuple[float, float]] = {}  # function -> (tokens, when)
+
+    def kept(self, batch: list[Invocation]) -> list[Invocation]:
+        rate = self.rate
+        if rate is None:
+            return batch
+        now = time.monotonic()
+        burst = max(rate, 1.0)
+        tokens: dict[str, float] = {}
+        kept: list[Invocation] = []
+        for invocation in reversed(batch):
+            if invocation.status != "ok":
+                kept.append(invocation)
+                continue
+            name = invocation.function
+            left = tokens.get(name)
+            if left is None:
+                before, when = self._buckets.get(name, (burst, now))
+                left = min(burst, before + (now - when) * rate)
+            if left >= 1:
+                kept.append(invocation)
+                left -= 1
+            tokens[name] = left
+        for name, left in tokens.items():
+            self._buckets[name] = (left, now)
+        kept.reverse()
+        return kept

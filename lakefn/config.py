@@ -293,11 +293,13 @@ class AccessConfig(_Model):
 
 class JournalConfig(_Model):
     """How much invocation history the state store keeps (the newest `keep`, none older than
-    `max_age_days`), and how many of an invocation's log lines go with it."""
+    `max_age_days`), how many of an invocation's log lines go with it, and how many successful
+    runs of one function per second it is given (`None`: every one; failures always are)."""
 
     keep: int = Field(default=10_000, ge=0)
     max_age_days: float = Field(default=7.0, gt=0)
     log_lines: int = Field(default=20, ge=0, le=1000)
+    max_ok_per_second: float | None = Field(default=100.0, gt=0, allow_inf_nan=False)
 
 
 class AppConfig(_Model):

@@ -127,7 +127,7 @@ def test_a_burst_leaves_the_store_at_most_twice_keep(state: str, tmp_path: Path)
     store = open_store(state, tmp_path)
     reader, owned = journal_store_for(store)
     assert reader is not None
-    settings = parse_config("journal: {keep: 100}\n").journal
+    settings = parse_config("journal: {keep: 100, max_ok_per_second: null}\n").journal
     journal = Journal(persist_to=lambda: store, settings=settings)
     sizes = []
     try:
@@ -143,6 +143,43 @@ def test_a_burst_leaves_the_store_at_most_twice_keep(state: str, tmp_path: Path)
         store.close()
     # `keep`, plus what one write added before the pass that follows it
     assert min(sizes[1:]) >= 100 and max(sizes) <= 200, sizes
+
+
+def test_a_busy_function_keeps_its_failures_and_a_sample_of_its_successes(
+    state: str, tmp_path: Path
+) -> None:
+    # Written whole, a function called thousands of times a second pushed every other
+    # function's history out of `keep` within a second (and cost a fifth of the throughput).
+    store = open_store(state, tmp_path)
+    reader, owned = journal_store_for(store)
+    assert reader is not None
+    settings = parse_config("journal: {max_ok_per_second: 50}\n").journal
+    journal = Journal(persist_to=lambda: store, settings=settings)
+    started = time.monotonic()
+    try:
+        journal.record(_ran("quiet-0", function="quiet"))
+        for n in range(2000):
+            journal.record(_ran(f"busy-{n}", function="busy"))
+            if n % 500 == 250:
+                journal.record(dataclasses.replace(_ran(f"failed-{n}", "busy"), status="error"))
+        journal.record(_ran("quiet-1", function="quiet"))
+        assert journal.flush(timeout=30)
+        elapsed = time.monotonic() - started
+        stored = [(e["function"], e["status"], e["id"]) for e in reader.recent_invocations()]
+    finally:
+        journal.close()
+        if owned:
+            reader.close()
+        store.close()
+    assert [i for f, _, i in stored if f == "quiet"] == ["quiet-1", "quiet-0"]
+    assert [i for _, s, i in stored if s == "error"] == [
+        f"failed-{n}" for n in (1750, 1250, 750, 250)
+    ]
+    busy_ok = [int(i.split("-")[1]) for f, s, i in stored if f == "busy" and s == "ok"]
+    assert 50 <= len(busy_ok) <= 50 + 50 * elapsed + 1  # a second's burst, then 50 a second
+    assert busy_ok[0] == 1999  # the newest kept
+    # and this process's own journal still shows every run (its newest 1000, quiet-1 included)
+    assert len(journal.entries(function="busy")) == 999
 
 
 def test_a_state_file_with_the_journal_keyed_by_id_is_carried_over(tmp_path: Path) -> None:
@@ -264,6 +301,9 @@ def test_journal_settings_in_app_yaml_bound_what_a_runtime_keeps(project: Projec
 def test_bad_journal_settings_are_refused_with_the_field() -> None:
     with pytest.raises(ConfigError, match="journal.keep"):
         parse_config("journal: {keep: -1}\n")
+    for bad in ("0", "-5", ".inf", ".nan", "lots"):
+        with pytest.raises(ConfigError, match="journal.max_ok_per_second"):
+            parse_config(f"journal: {{max_ok_per_second: {bad}}}\n")
 
 
 def test_memory_store_keeps_no_history(caplog: pytest.LogCaptureFixture) -> None:
