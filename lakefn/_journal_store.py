@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -81,8 +82,12 @@ class WriteBehind:
         self._settings = settings
         self._snapshot_size = snapshot_size
         self._process = f"{socket.gethostname()}:{os.getpid()}"
-        self._cond = threading.Condition()
-        self._pending: list[Invocation] = []
+        # `add` takes the condition's lock itself: the HTTP path pays for no Python-level
+        # __enter__ (the writer waits on the condition as usual).
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._pending: deque[Invocation] = deque(maxlen=MAX_PENDING)  # the oldest go first
+        self._log_lines = settings.log_lines
         self._in_flight = 0
         self._snapshot: list[Invocation] = []
         self._snapshot_at = 0.0
@@ -91,7 +96,6 @@ class WriteBehind:
         self._flush_wanted = False
         self._thread: threading.Thread | None = None
         self._failing = False
-        self._dropped = 0
         #: no store to keep history in (a memory store, or none could be opened)
         self._disabled = False
         #: set once the first read of the store's history is done (or failed)
@@ -106,17 +110,16 @@ class WriteBehind:
             self._thread.start()
 
     def add(self, invocation: Invocation) -> None:
+        """On the HTTP path: as little as it can, the rest on the writer thread."""
         if self._disabled:
             return
-        if self._settings.log_lines:
-            invocation.logs = LogCapture.take(invocation.id, self._settings.log_lines)
+        if self._log_lines:
+            invocation.logs = LogCapture.take(invocation.id, self._log_lines)
         invocation.process = self._process
-        with self._cond:  # made into a row on the writer thread, off the HTTP path
+        with self._lock:
             self._pending.append(invocation)
-            if len(self._pending) > MAX_PENDING:
-                del self._pending[: len(self._pending) - MAX_PENDING]
-                self._dropped += 1
-            self._ensure_thread()
+            if self._thread is None:
+                self._ensure_thread()
 
     def merged(self, mine: list[Invocation]) -> list[Invocation]:
         if self._disabled:
@@ -213,7 +216,8 @@ class WriteBehind:
                     if left <= 0:
                         break
                     self._cond.wait(left)
-                batch, self._pending = self._pending, []
+                batch = list(self._pending)
+                self._pending.clear()
                 self._in_flight = len(batch)
                 self._flush_wanted = False
                 stopping = self._stopping
@@ -251,8 +255,8 @@ class WriteBehind:
         if last:
             logger.warning("the journal lost %d invocation(s) it could not write", len(batch))
             return 0
-        with self._cond:  # kept, in order, for the next try
-            self._pending = (batch + self._pending)[-MAX_PENDING:]
+        with self._cond:  # kept, in order, for the next try (the newest, if too many)
+            self._pending = deque([*batch, *self._pending], maxlen=MAX_PENDING)
         return 0
 
     def _refresh(self, store: JournalStore) -> None:

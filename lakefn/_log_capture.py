@@ -34,7 +34,7 @@ class LogCapture(logging.Handler):
     @classmethod
     def take(cls, invocation_id: str, limit: int) -> list[str]:
         capture = cls._installed
-        if capture is None:
+        if capture is None or not capture._lines:  # nothing logged (the usual case): no lock
             return []
         with capture._lines_lock:
             lines = capture._lines.pop(invocation_id, [])
