@@ -208,6 +208,17 @@ class ConcurrencyGate:
     def queued(self) -> int:
         return len(self._waiters)
 
+    def try_acquire(self) -> bool:
+        """A slot at once, if one is free and nobody waits (the usual case: no coroutine to
+        make and await); else False, and `acquire` queues."""
+        if self.limit is None:
+            return True
+        with self._lock:
+            if self.running < self.limit and not self._waiters:
+                self.running += 1
+                return True
+        return False
+
     async def acquire(self, timeout: float | None = None) -> bool:
         """True once a slot is held; False when the queue is full or `timeout` passed first."""
         if self.limit is None:

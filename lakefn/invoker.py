@@ -165,7 +165,7 @@ class Invoker:
             # task, not a task of its own, so whatever it raises (SystemExit included) reaches
             # `_attempt` as an exception like any other.
             return await function.main(event)
-        if not await gate.acquire(timeout):
+        if not gate.try_acquire() and not await gate.acquire(timeout):
             raise Overloaded(
                 function.name,
                 f"{gate.limit} calls of it are running (its max_concurrency) and no slot came "
