@@ -19,6 +19,7 @@ from ._exceptions import (
     TableNotFound,
     WrongTrigger,
 )
+from ._lazy import lazy_getattr
 from ._tablename import TableName
 from .events import Commit, Event, HttpEvent, TableChangeEvent, TimerEvent
 
@@ -43,13 +44,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lakefn' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"lakefn.{module}"), name)
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def create_app(path: str | None = None, *, runtime: Runtime | None = None) -> FastAPI:
