@@ -12,11 +12,8 @@
 from __future__ import annotations
 
 import argparse
-import os
-import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -25,14 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
-import psutil
-from _common import BIN, REPO, free_port, table, wait_ok
-from bench_tables import _wait_all_watching, synthesize_commits, write_project
+from _common import REPO, table
+from bench_tables import many_rows, many_tables_project, measure_many
 
 from lakefn.abc import CheckpointStore
 from lakefn.checkpoints.selection import open_store
-from lakefn.sources.local import create_table, path_for
 
 if TYPE_CHECKING:
     from tests._postgres import PostgresServer
@@ -90,63 +84,10 @@ def bench_costs(work: Path, url: str, rounds: int) -> list[list[object]]:
 
 
 def bench_many(work: Path, url: str, count: int, window: float) -> list[list[object]]:
-    root = work / "many"
-    catalog = root / "catalog"
-    create_table(catalog, "main.t.t0", [{"id": 0}])
-    names = {f"f{i}": f"main.t.t{i}" for i in range(count)}
-    for i in range(1, count):
-        shutil.copytree(path_for(catalog, "main.t.t0"), path_for(catalog, f"main.t.t{i}"))
-    app_yaml = write_project(root, names, 1, "def main(event):\n    pass\n")
+    app_yaml, catalog = many_tables_project(work / "many", count)
     app_yaml.write_text(app_yaml.read_text().replace("state: state.db", f'state: "{url}"'))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "LAKEFN_"))}
-    log = (root / "serve.log").open("w")
-    server = subprocess.Popen(
-        [str(BIN / "lakefn"), "serve", "--app", str(app_yaml), "--port", str(port)]
-        + ["--log-level", "warning"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        started = time.perf_counter()
-        wait_ok(f"{base}/healthz", timeout=60)
-        _wait_all_watching(base, count, timeout=300)
-        ready = time.perf_counter() - started
-        process = psutil.Process(server.pid)
-        before, wall = process.cpu_times(), time.perf_counter()
-        commits = 0
-        while time.perf_counter() - wall < window:
-            time.sleep(1)
-            synthesize_commits(path_for(catalog, f"main.t.t{random.randrange(count)}"), 1)
-            commits += 1
-        after = process.cpu_times()
-        cpu = (after.user + after.system - before.user - before.system) / (
-            time.perf_counter() - wall
-        )
-        rss = process.memory_info().rss / 2**20
-        calls = httpx.get(f"{base}/lakefn/invocations?limit=10000", timeout=10).json()
-        delivered = sum(1 for c in calls if c["status"] == "ok")
-    finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
-    return [
-        [
-            f"{count:,} tables at 1 s, PostgreSQL state: CPU ({window:g} s, {commits} commits, "
-            f"{delivered} calls)",
-            f"{cpu * 100:.1f}% of one core (watching after {ready:.1f} s)",
-            "<= 25%",
-            "ok" if cpu <= 0.25 else "MISSED",
-        ],
-        [
-            f"{count:,} tables at 1 s, PostgreSQL state: RSS",
-            f"{rss:.0f} MiB",
-            "<= 300 MiB",
-            "ok" if rss <= 300 else "MISSED",
-        ],
-    ]
+    result = measure_many(app_yaml, catalog, count, window, watching_within=300)
+    return many_rows(f"{count:,} tables at 1 s, PostgreSQL state", window, result)
 
 
 def main() -> int:
