@@ -122,6 +122,15 @@ def server(project, serve):
                 raise TimeoutError("the downstream service timed out")
             if kind == "exit":
                 sys.exit(2)
+            if kind == "loop":  # a list that holds itself
+                answer = [1]
+                answer.append(answer)
+                return {"x": answer}
+            if kind == "deep":
+                answer = []
+                for _ in range(100_000):
+                    answer = [answer]
+                return answer
         """,
     )
     project.function("hang", "import time\n\ndef main(event):\n    time.sleep(3)\n")
@@ -133,6 +142,8 @@ def server(project, serve):
     [
         ("nan", 500, "cannot be sent as JSON"),
         ("surrogate", 500, "cannot be sent as JSON"),
+        ("loop", 500, "cannot be sent as JSON"),
+        ("deep", 500, "cannot be sent as JSON"),
         ("timeout_error", 500, "failed"),  # the function's own TimeoutError is not lakefn's timeout
         ("exit", 500, "failed"),
     ],
