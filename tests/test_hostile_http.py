@@ -195,6 +195,16 @@ def test_lakefn_routes_refuse_a_caller_off_loopback_but_healthz_stays_open(
     assert call_as(server, "10.1.2.3", "GET", "/healthz").json()["status"] == "ok"
 
 
+def test_a_refusal_says_what_was_refused_and_the_three_ways_in(server) -> None:
+    admin = call_as(server, "10.1.2.3", "POST", "/lakefn/functions/echo/invoke").json()["detail"]
+    route = call_as(server, "10.1.2.3", "GET", "/lakefn/invocations").json()["detail"]
+    ways = (
+        " is allowed from loopback (not through a proxy), or with Authorization: Bearer "
+        "$LAKEFN_ADMIN_TOKEN; as a Databricks App, for the users app.yaml `access` names"
+    )
+    assert (admin, route) == ("invoking functions by hand" + ways, "this route" + ways)
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"])
 def test_every_loopback_address_is_local(server, host) -> None:
     r = call_as(server, host, "POST", "/lakefn/functions/echo/invoke", json={"a": 1})

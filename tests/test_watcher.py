@@ -630,6 +630,20 @@ def test_only_a_dead_process_of_this_host_loses_its_lease() -> None:
     assert not holder_is_dead("not-an-owner-id")
 
 
+def test_a_live_process_of_another_user_keeps_its_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Signalling another user's process is refused (EPERM): it is alive, its lease stands.
+    # Root may signal anyone (CI runs as root), so the kernel's answer is played here.
+    import socket
+
+    from lakefn.watching import holder_is_dead, lease
+
+    def refused(pid: int, signal: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(lease.os, "kill", refused)
+    assert not holder_is_dead(f"{socket.gethostname()}:1:abcd1234")
+
+
 async def test_an_http_error_from_a_table_function_is_a_failure_not_an_answer(
     project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
 ) -> None:
