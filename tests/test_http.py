@@ -58,6 +58,14 @@ def server(project, serve):
         """\
         from starlette.responses import Response
         from datetime import datetime, timezone
+        from decimal import Decimal
+
+        import lakefn
+        import pydantic
+
+        class Price(pydantic.BaseModel):
+            amount: Decimal
+            at: datetime
 
         def main(event):
             kind = event.query.get("kind")
@@ -71,6 +79,12 @@ def server(project, serve):
                 return Response("<b>x</b>", media_type="text/html", status_code=202)
             if kind == "datetime":
                 return {"at": datetime(2026, 1, 2, tzinfo=timezone.utc)}
+            if kind == "decimal":
+                return {"whole": Decimal("2"), "part": Decimal("2.5")}
+            if kind == "model":  # pydantic's JSON: a Decimal is a string there
+                return Price(amount=Decimal("1.5"), at=datetime(2026, 1, 2, tzinfo=timezone.utc))
+            if kind == "bad_detail":
+                raise lakefn.HttpError(422, {"x": float("nan")})
             return {"kind": kind}
         """,
     )
@@ -207,6 +221,8 @@ def test_forwarded_user_is_used_when_there_is_no_email(server) -> None:
         ("none", 204, None, b""),
         ("response", 202, "text/html; charset=utf-8", b"<b>x</b>"),
         ("datetime", 200, "application/json", b'{"at":"2026-01-02T00:00:00+00:00"}'),
+        ("decimal", 200, "application/json", b'{"whole":2,"part":2.5}'),
+        ("model", 200, "application/json", b'{"amount":"1.5","at":"2026-01-02T00:00:00Z"}'),
     ],
 )
 def test_return_values_map_to_responses(server, kind, status, content_type, body) -> None:
@@ -219,6 +235,27 @@ def test_return_values_map_to_responses(server, kind, status, content_type, body
 def test_http_error_answers_with_its_status(server) -> None:
     r = server.client.get("/teapot")
     assert r.status_code == 418 and r.json() == {"detail": {"why": "tea"}}
+    assert r.headers["content-type"] == "application/json"
+
+
+def test_an_http_error_whose_detail_cannot_be_sent_is_the_functions_500(server) -> None:
+    r = server.client.get("/shapes", params={"kind": "bad_detail"})
+    assert r.status_code == 500
+    said = r.json()["error"]
+    assert said.startswith("function 'shapes' returned a dict that cannot be sent as JSON: ")
+    entry = server.client.get("/lakefn/invocations", params={"function": "shapes"}).json()[0]
+    assert (entry["id"], entry["status"]) == (r.json()["invocation_id"], "error")
+
+
+def test_what_is_not_json_is_named_with_what_may_be_returned() -> None:
+    from lakefn.triggers.http_routes import encode_json
+
+    with pytest.raises(TypeError) as caught:
+        encode_json({"x": object()})
+    assert str(caught.value) == (
+        "a builtins.object is not JSON: return dicts, lists, str, numbers, bool, None, "
+        "datetimes, UUIDs, Decimals, Enums, dataclasses or pydantic models"
+    )
 
 
 def test_a_body_that_is_not_json_is_a_400_saying_so(server) -> None:
