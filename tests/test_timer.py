@@ -75,7 +75,9 @@ def test_the_scheduler_fires_ticks_with_their_scheduled_time(project, serve, mon
     assert entries and all(e["trigger"] == "timer" and e["status"] == "ok" for e in entries)
 
 
-def test_a_tick_during_a_running_call_is_skipped_and_recorded(project, serve, monkeypatch) -> None:
+def test_a_tick_during_a_running_call_is_skipped_and_recorded(
+    project, serve, monkeypatch, caplog
+) -> None:
     monkeypatch.setenv("TICK_SLEEP", "0.65")
     _setup(project)
     server = serve(project, timer_trigger_factory=fast(0.2))
@@ -86,7 +88,11 @@ def test_a_tick_during_a_running_call_is_skipped_and_recorded(project, serve, mo
     statuses = [e.status for e in journal.entries(function="tick")]
     assert "skipped" in statuses and "ok" in statuses
     skipped = next(e for e in journal.entries(function="tick") if e.status == "skipped")
-    assert "scheduled_time" in skipped.detail and "still going" in (skipped.error or "")
+    scheduled = skipped.detail["scheduled_time"]
+    assert (skipped.trigger, skipped.error) == ("timer", "previous run still going")
+    warned = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert f"tick: tick of {datetime.fromisoformat(scheduled)} skipped, the previous run is " \
+        "still going" in warned  # fmt: skip
 
 
 class AtTimes(BaseTrigger):
