@@ -287,7 +287,33 @@ async def test_a_recreated_table_at_the_very_version_of_the_checkpoint_is_delive
     assert deliveries(proj) == [[0, 1, 2], [0, 1, 2]]
     [report] = [n for n in after.journal.entries() if "created again" in (n.error or "")]
     assert report.detail["recreated"] == {"was": 2, "now": 2}
+    ids = report.detail["table_ids"]
+    assert report.error == (
+        f"{TABLE} has a new table id ({ids['was']} before, {ids['now']} now): the table was "
+        "dropped and created again; delivering its new history from version 0"
+    )
     assert after.checkpoints.load(KEY) == 2
+
+
+async def test_a_recreated_table_behind_the_checkpoint_says_so(
+    proj: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    new_table(catalog, 3)
+    before = runtime()
+    await before.watcher.check("watch")
+    before.checkpoints.release(KEY, before.watcher.owner)
+    before.close()
+    shutil.rmtree(path_for(catalog, TABLE))
+    new_table(catalog, 2)  # version 1, behind the checkpoint (2)
+    after = runtime()
+    await after.watcher.check("watch")
+    assert deliveries(proj) == [[0, 1, 2], [0, 1]]
+    [report] = [n for n in after.journal.entries() if "created again" in (n.error or "")]
+    assert (report.trigger, report.detail["recreated"]) == ("unity_table", {"was": 2, "now": 1})
+    assert report.error == (
+        f"{TABLE} is at version 1, behind version 2 already handed over: the table was dropped "
+        "and created again; delivering its new history from version 0"
+    )
 
 
 async def test_a_table_recreated_while_watched_is_delivered_from_version_0(
