@@ -89,6 +89,8 @@ class WriteBehind:
         self._pending: deque[Invocation] = deque(maxlen=MAX_PENDING)  # the oldest go first
         self._log_lines = settings.log_lines
         self._in_flight = 0
+        #: entries a write failed for, kept as they were for the next one (writer thread only)
+        self._retry: list[Invocation] = []
         self._snapshot: list[Invocation] = []
         self._snapshot_at = 0.0
         self._wanted_at = 0.0
@@ -218,13 +220,13 @@ class WriteBehind:
                     self._cond.wait(left)
                 batch = list(self._pending)
                 self._pending.clear()
-                self._in_flight = len(batch)
+                self._in_flight = len(batch) + len(self._retry)
                 self._flush_wanted = False
                 stopping = self._stopping
-            if batch:
+            if batch or self._retry:
                 unpruned += self._write(store, batch, stopping)
             with self._cond:
-                self._in_flight = 0
+                self._in_flight = len(self._retry)  # still to be written
                 self._cond.notify_all()
             if stopping:
                 return
@@ -232,7 +234,7 @@ class WriteBehind:
             # Now and then, and as soon as half of `keep` came in since the last pass: with
             # writes of at most `keep` entries, the store never holds more than twice `keep`
             # however busy the server is.
-            if now >= next_prune or unpruned >= self._settings.keep // 2:
+            if now >= next_prune or unpruned >= max(1, self._settings.keep // 2):
                 next_prune, unpruned = now + PRUNE_INTERVAL, 0
                 self._quietly(store.prune_invocations, self._settings.keep, self._oldest())
             if self._snapshot_due():
@@ -247,16 +249,17 @@ class WriteBehind:
         return time.time() - self._settings.max_age_days * 86400
 
     def _write(self, store: JournalStore, batch: list[Invocation], last: bool) -> int:
-        """Write `batch`; the number of entries written."""
-        # Past the newest `keep`, entries would be pruned as soon as written.
-        newest = self._budget.kept(batch)[-self._settings.keep :]
-        if self._quietly(store.append_invocations, newest):
-            return len(newest)
+        """Write `batch` (after what a failed write left); the number of entries written."""
+        # Sampled once: what a failed write left is tried again as it is. Past the newest
+        # `keep`, entries would be pruned as soon as written.
+        entries = [*self._retry, *self._budget.kept(batch)][-self._settings.keep :]
+        self._retry = []
+        if self._quietly(store.append_invocations, entries):
+            return len(entries)
         if last:
-            logger.warning("the journal lost %d invocation(s) it could not write", len(batch))
+            logger.warning("the journal lost %d invocation(s) it could not write", len(entries))
             return 0
-        with self._cond:  # kept, in order, for the next try (the newest, if too many)
-            self._pending = deque([*batch, *self._pending], maxlen=MAX_PENDING)
+        self._retry = entries[-MAX_PENDING:]
         return 0
 
     def _refresh(self, store: JournalStore) -> None:
@@ -290,9 +293,10 @@ class WriteBehind:
 
 
 class OkBudget:
-    """How many successful runs of each function go to the store: at most `rate` a second,
-    with bursts of up to a second's worth (a token bucket per function), the newest first.
-    Failures, timeouts and skips always go.
+    """Which successful runs of each function go to the store: at most `rate` a second, in
+    bursts of up to a second's worth (a token bucket per function, filled by the time between
+    the runs themselves, so a write that comes late keeps as many). Failures, timeouts and
+    skips always go.
 
     A function called thousands of times a second would otherwise fill the store with its
     successes, push every other function's history out of `keep` within a second, and cost the
@@ -302,30 +306,24 @@ class OkBudget:
 
     def __init__(self, rate: float | None) -> None:
         self.rate = rate
-        self._buckets: dict[str, tuple[float, float]] = {}  # function -> (tokens, when)
+        self._buckets: dict[str, tuple[float, float]] = {}  # function -> (tokens, as of when)
 
     def kept(self, batch: list[Invocation]) -> list[Invocation]:
         rate = self.rate
         if rate is None:
             return batch
-        now = time.monotonic()
         burst = max(rate, 1.0)
-        tokens: dict[str, float] = {}
+        buckets = self._buckets
         kept: list[Invocation] = []
-        for invocation in reversed(batch):
+        for invocation in batch:  # oldest first
             if invocation.status != "ok":
                 kept.append(invocation)
                 continue
-            name = invocation.function
-            left = tokens.get(name)
-            if left is None:
-                before, when = self._buckets.get(name, (burst, now))
-                left = min(burst, before + (now - when) * rate)
-            if left >= 1:
+            at = invocation.recorded_at
+            tokens, since = buckets.get(invocation.function, (burst, at))
+            tokens = min(burst, tokens + max(0.0, at - since) * rate)
+            if tokens >= 1:
                 kept.append(invocation)
-                left -= 1
-            tokens[name] = left
-        for name, left in tokens.items():
-            self._buckets[name] = (left, now)
-        kept.reverse()
+                tokens -= 1
+            buckets[invocation.function] = (tokens, max(since, at))
         return kept

@@ -177,9 +177,44 @@ def test_a_busy_function_keeps_its_failures_and_a_sample_of_its_successes(
     ]
     busy_ok = [int(i.split("-")[1]) for f, s, i in stored if f == "busy" and s == "ok"]
     assert 50 <= len(busy_ok) <= 50 + 50 * elapsed + 1  # a second's burst, then 50 a second
-    assert busy_ok[0] == 1999  # the newest kept
+    assert busy_ok[-50:] == list(range(49, -1, -1))  # the burst: its first second's worth
     # and this process's own journal still shows every run (its newest 1000, quiet-1 included)
     assert len(journal.entries(function="busy")) == 999
+
+
+def test_the_sample_follows_when_the_runs_happened_not_when_they_are_written() -> None:
+    # A writer that comes late (a store slow to open, a failed write tried again) must keep
+    # what the runs' own rate allows, not a second's worth of a longer stretch.
+    from lakefn._journal_store import OkBudget
+
+    budget = OkBudget(50)
+    steady = [entry(n, recorded_at=1000 + n / 50) for n in range(500)]  # 10 s at 50 a second
+    assert len(budget.kept(steady)) == 500
+    twice = [entry(n, recorded_at=2000 + n / 100) for n in range(500)]  # 5 s at 100 a second
+    kept = budget.kept(twice)
+    assert 295 <= len(kept) <= 301  # 50 at once, then 50 a second
+    failed = [entry(n, recorded_at=3000 + n / 1000, status="error") for n in range(500)]
+    assert len(budget.kept(failed)) == 500
+
+
+def test_an_entry_sqlite_refuses_costs_only_itself(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A batch goes in as one statement: one entry SQLite will never take must not fail the
+    # batch again and again (stopping the journal). SQLite before 3.42 takes no NaN in JSON.
+    journal = SQLiteJournal(tmp_path / "state.db")
+    try:
+        journal.append_invocations([entry(1), entry(2, detail={"x": float("nan")}), entry(3)])
+        journal.append_invocations([entry(4)])
+        stored = [e["id"] for e in journal.recent_invocations()]
+    finally:
+        journal.close()
+    refuses_nan = tuple(map(int, sqlite3.sqlite_version.split("."))) < (3, 42)
+    if refuses_nan:
+        assert stored == ["id-4", "id-3", "id-1"]
+        assert "the journal dropped 1 entries SQLite refused" in caplog.text
+    else:
+        assert stored == ["id-4", "id-3", "id-2", "id-1"]
 
 
 def test_a_state_file_with_the_journal_keyed_by_id_is_carried_over(tmp_path: Path) -> None:
@@ -216,9 +251,30 @@ def test_a_state_file_with_the_journal_keyed_by_id_is_carried_over(tmp_path: Pat
     finally:
         journal.close()
         store.close()
-    reopened = SQLiteJournal(path)  # once carried over, opened as it is
+    # An earlier lakefn still running on the file adds its indexes when it starts, and writes
+    # entries as it always did: the next start drops the indexes and reads its entries.
+    older = sqlite3.connect(path)
+    older.executescript(
+        """
+        CREATE INDEX IF NOT EXISTS invocations_recent ON invocations (recorded_at DESC);
+        CREATE INDEX IF NOT EXISTS invocations_function ON invocations (function, recorded_at DESC);
+        """
+    )
+    old_entry = entry(9).to_dict(recorded=True)
+    older.execute(
+        "INSERT OR IGNORE INTO invocations (id, function, recorded_at, entry) VALUES (?, ?, ?, ?)",
+        (old_entry["id"], "f", old_entry["recorded_at"], json.dumps(old_entry)),
+    )
+    older.commit()
+    older.close()
+    reopened = SQLiteJournal(path)
     try:
-        assert len(reopened.recent_invocations()) == 3
+        assert [e["id"] for e in reopened.recent_invocations()][:1] == ["id-9"]
+        indexes = reopened._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'invocations' "
+            "AND sql IS NOT NULL"
+        ).fetchall()
+        assert indexes == []
     finally:
         reopened.close()
 

@@ -5,23 +5,27 @@ journal writes never wait behind the checkpoint store's lock. `synchronous=NORMA
 cut may lose the last journal lines, which the journal allows; checkpoints stay on FULL.
 
 One B-tree, ordered by time (`WITHOUT ROWID`, keyed by when an entry was recorded and its id):
-a busy server writes thousands of entries a second and the retention pass deletes as many, so
-each entry costs one insert and one range delete, not four (a rowid table, its id key and two
-indexes). Reading by function walks the same order, over at most about `keep` entries.
+each entry costs one insert and, at retention, one range delete, not four (a rowid table, its
+id key and two indexes). Reading by function walks the same order, over about `keep` entries.
+Entries stay `Invocation.to_dict()` objects, so an older lakefn sharing the file (a rolling
+deploy) still reads and writes them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
-from datetime import datetime, timezone
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .._exceptions import StateStoreFailed
 from .._invocation import ENTRY_JSON, Invocation
 from . import _sqlite
+
+logger = logging.getLogger("lakefn.journal")
 
 # Keyed by (recorded_at, id), not by id alone: a retried invocation keeps its id, and each of
 # its attempts is an entry of its own; an entry written again (a write whose reply was lost)
@@ -36,61 +40,18 @@ CREATE TABLE IF NOT EXISTS invocations (
 ) WITHOUT ROWID
 """
 
-_INSERT_BATCH = """
+# A batch goes in as one JSON array, split by SQLite itself: one statement step, the GIL given
+# up once (executemany steps per row, taking the GIL back each time from a busy event loop).
+_INSERT_ARRAY = """
 INSERT OR IGNORE INTO invocations (recorded_at, id, function, entry)
-SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), value
+SELECT json_extract(value, '$.recorded_at'), json_extract(value, '$.id'),
+       json_extract(value, '$.function'), value
 FROM json_each(?)
 """
 
-#: an entry as this store writes it: a JSON array, these fields in this order (no key names
-#: repeated in every row; an entry written by an earlier lakefn is a JSON object)
-ROW = (
-    "recorded_at",
-    "id",
-    "function",
-    "trigger",
-    "started_at",  # POSIX seconds
-    "duration",  # seconds
-    "status",
-    "attempt",
-    "simulated",
-    "error",
-    "detail",
-    "logs",
-    "process",
-)
-
-
-def _row(i: Invocation) -> list[Any]:
-    """What the writer thread does per entry, GIL held: the least it can (a busy server
-    writes thousands a second, and its event loop waits for the GIL meanwhile)."""
-    return [
-        i.recorded_at,
-        i.id,
-        i.function,
-        i.trigger,
-        i.started_at.timestamp(),
-        i.duration,
-        i.status,
-        i.attempt,
-        i.simulated,
-        i.error,
-        i.detail or None,
-        i.logs or None,
-        i.process,
-    ]
-
-
-def _entry(stored: Any) -> dict[str, Any]:
-    """A stored entry as `Invocation.to_dict(recorded=True)` gives it."""
-    if not isinstance(stored, list):
-        return dict(stored)  # written by an earlier lakefn
-    values = dict(zip(ROW, stored, strict=True))
-    values["started_at"] = datetime.fromtimestamp(values["started_at"], timezone.utc)
-    values["detail"] = values["detail"] or {}
-    values["logs"] = values["logs"] or []
-    return Invocation(**values).to_dict(recorded=True)
-
+#: most entries, and most bytes, in one statement (SQLite's strings stop at 1 GB)
+CHUNK_ROWS = 500
+CHUNK_BYTES = 4 * 2**20
 
 #: where an older state file's journal (keyed by id: one attempt per invocation) is moved from
 _BEFORE = "invocations_keyed_by_id"
@@ -102,20 +63,48 @@ class SQLiteJournal:
         self._lock = threading.Lock()
         try:
             self._db = _sqlite.connect(self.path, busy_timeout=busy_timeout)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateStoreFailed("journal", self.path, exc) from exc
+        try:
             _sqlite.prepare(
                 self._db, busy_timeout=busy_timeout, synchronous="NORMAL", schema=_SCHEMA
             )
+            self._db.execute("SELECT count(*) FROM json_each('[1]')")  # SQLite with JSON
             _upgrade(self._db)
         except (OSError, sqlite3.Error) as exc:
+            self._db.close()
             raise StateStoreFailed("journal", self.path, exc) from exc
 
     def append_invocations(self, invocations: list[Invocation]) -> None:
-        # The batch goes in as one JSON array of rows, split by SQLite itself: one statement
-        # step, the GIL given up once. executemany steps per row, taking the GIL back each
-        # time, and a busy server's event loop paid for every one of those hand-overs.
-        batch = ENTRY_JSON.encode([_row(i) for i in invocations])
+        if not invocations:
+            return
+        entries = [ENTRY_JSON.encode(i.to_dict(recorded=True)) for i in invocations]
         with self._lock, _transaction(self._db):
-            self._db.execute(_INSERT_BATCH, (batch,))
+            for chunk in _chunks(entries):
+                try:
+                    self._db.execute(_INSERT_ARRAY, ("[" + ",".join(chunk) + "]",))
+                except sqlite3.OperationalError as exc:
+                    if _busy(exc):
+                        raise  # the whole write is tried again later
+                    self._one_by_one(chunk, exc)
+                except sqlite3.Error as exc:
+                    self._one_by_one(chunk, exc)
+
+    def _one_by_one(self, chunk: list[str], exc: sqlite3.Error) -> None:
+        """A chunk SQLite refused: each entry on its own, so one it cannot take (it will not
+        take it on a retry either) costs only itself, never the whole journal."""
+        dropped = 0
+        for entry in chunk:
+            try:
+                self._db.execute(_INSERT_ARRAY, ("[" + entry + "]",))
+            except sqlite3.OperationalError as again:
+                if _busy(again):
+                    raise
+                dropped += 1
+            except sqlite3.Error:
+                dropped += 1
+        if dropped:
+            logger.warning("the journal dropped %d entries SQLite refused: %s", dropped, exc)
 
     def recent_invocations(
         self, limit: int | None = None, function: str | None = None
@@ -133,7 +122,7 @@ class SQLiteJournal:
                     "ORDER BY recorded_at DESC, id LIMIT ?",
                     (function, limit_value),
                 ).fetchall()
-        return [_entry(json.loads(row[0])) for row in rows]
+        return [json.loads(row[0]) for row in rows]
 
     def prune_invocations(self, keep: int, older_than: float) -> None:
         """Entries older than `older_than`, and all but about the newest `keep` (entries
@@ -151,8 +140,27 @@ class SQLiteJournal:
             self._db.close()
 
 
+def _chunks(entries: list[str]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    size = 0
+    for entry in entries:
+        if chunk and (len(chunk) >= CHUNK_ROWS or size + len(entry) > CHUNK_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(entry)
+        size += len(entry) + 1
+    if chunk:
+        yield chunk
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
 class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the body raises."""
+    """BEGIN IMMEDIATE ... COMMIT; on any error, ROLLBACK if SQLite has not already, so the
+    connection is never left inside a transaction."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -161,24 +169,36 @@ class _transaction:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: object, *_: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except BaseException:
+                self._roll_back()
+                raise
+        self._roll_back()
+
+    def _roll_back(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
 
 
 def _upgrade(db: sqlite3.Connection) -> None:
     """A state file written by an earlier lakefn has the journal keyed by id: its entries move
-    to the table above (once, by whichever process gets there first)."""
-    if not _keyed_by_id(db):
-        return
-    with _transaction(db):
-        if not _keyed_by_id(db):
-            return  # another process moved them meanwhile
-        db.execute(f"ALTER TABLE invocations RENAME TO {_BEFORE}")
-        db.execute(_SCHEMA)
-        db.execute(
-            "INSERT OR IGNORE INTO invocations (recorded_at, id, function, entry) "
-            f"SELECT recorded_at, id, function, entry FROM {_BEFORE}"
-        )
-        db.execute(f"DROP TABLE {_BEFORE}")  # and its indexes
+    to the table above (once, by whichever process gets there first). An earlier lakefn still
+    running on the file adds its two indexes to the new table when it starts: they go too."""
+    if _keyed_by_id(db):
+        with _transaction(db):
+            if _keyed_by_id(db):  # not moved meanwhile by another process
+                db.execute(f"ALTER TABLE invocations RENAME TO {_BEFORE}")
+                db.execute(_SCHEMA)
+                db.execute(
+                    "INSERT OR IGNORE INTO invocations (recorded_at, id, function, entry) "
+                    f"SELECT recorded_at, id, function, entry FROM {_BEFORE}"
+                )
+                db.execute(f"DROP TABLE {_BEFORE}")  # and its indexes
+    for index in ("invocations_recent", "invocations_function"):
+        db.execute(f"DROP INDEX IF EXISTS {index}")
 
 
 def _keyed_by_id(db: sqlite3.Connection) -> bool:
