@@ -220,6 +220,9 @@ def test_0_and_7_and_sun_are_sunday(sunday: str) -> None:
         ("SAT,SUN", ["Sat", "Sun"]),
         ("1-5/2", ["Mon", "Wed", "Fri"]),
         ("FRI-SUN", ["Fri", "Sat", "Sun"]),
+        ("MON-SUN", ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]),
+        ("0-0", ["Sun"]),
+        ("3-3", ["Wed"]),
     ],
 )
 def test_lists_ranges_and_steps_across_the_week(dow: str, days: list[str]) -> None:
@@ -289,6 +292,44 @@ def test_a_bad_schedule_names_the_field_and_the_problem(schedule: str, message: 
     with pytest.raises(CronError) as info:
         CronSchedule.parse(schedule)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        (
+            "0 9 * * 5-1",
+            "day of week field '5-1': range '5-1' runs backwards; cron ranges go low to high, "
+            "so split it in two (for example 6-7,0-1)",
+        ),
+        (
+            "50-10 * * * *",
+            "minute field '50-10': range '50-10' runs backwards; cron ranges go low to high, "
+            "so split it in two (for example 58-59,0-1)",
+        ),
+        ("0 9 X * *", "day of month field 'X': 'X' is not a number"),
+        (
+            "0 9 * * FRI#2",
+            "day of week field 'FRI#2': 'FRI#2' is not a number or a name (SUN..SAT) "
+            "(L, W, # and ? are not standard cron)",
+        ),
+        (
+            "0 0 30,31 2 *",
+            "schedule '0 0 30,31 2 *' can never fire: no month of Feb has day 30, 31",
+        ),
+        (
+            "0 9 * *",
+            "schedule '0 9 * *' is not a 5-field cron expression "
+            "(minute hour day-of-month month day-of-week)",
+        ),
+        (123, "schedule must be text, not int"),
+    ],
+)
+def test_the_whole_message_of_a_refused_schedule(schedule: object, message: str) -> None:
+    # What app.yaml's author reads, whole: the field, the value, and what to write instead.
+    with pytest.raises(CronError) as info:
+        CronSchedule.parse(schedule)  # type: ignore[arg-type]
+    assert str(info.value) == message
 
 
 def test_validate_accepts_7_and_names_for_sunday(project) -> None:
