@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from lakefn.access import COOKIE, console_cookie
+from lakefn.access import COOKIE, Grant, Role, console_cookie, cookie_matches, cross_site
 from lakefn.server import create_app
 from lakefn.sources.local import create_table
 
@@ -305,3 +305,90 @@ async def test_without_jinja2_the_console_says_what_to_install(project, monkeypa
         assert r.status_code == 500 and "pip install 'jinja2>=3.1'" in r.text
     finally:
         render.environment.cache_clear()
+
+
+# -- the two checks a console action passes, each on its own ---------------------------------
+
+
+def test_only_the_console_cookie_itself_lets_a_caller_in() -> None:
+    good = console_cookie(TOKEN)
+    assert cookie_matches(f"theme=dark; {COOKIE}={good}; other=1", TOKEN)
+    assert cookie_matches(f"{COOKIE}= {good} ", TOKEN)
+    assert not cookie_matches("theme=dark; other=1", TOKEN)  # cookies, none of them ours
+    assert not cookie_matches(f"{COOKIE}={good[:-1]}x", TOKEN)
+    assert not cookie_matches(f"{COOKIE}={good[:-1]}é", TOKEN)  # not even ASCII
+    assert not cookie_matches(f"x{COOKIE}={good}", TOKEN)
+    assert not cookie_matches(None, TOKEN)
+    assert not cookie_matches(f"{COOKIE}={console_cookie('  ')}", "  ")  # a blank token: none
+
+
+VIA_APP = Grant(Role.ADMIN, "app", "a@b.c")
+VIA_LOOPBACK = Grant(Role.ADMIN, "loopback")
+
+
+@pytest.mark.parametrize(
+    ("headers", "grant", "refused"),
+    [
+        ({"sec-fetch-site": "same-origin"}, VIA_LOOPBACK, None),
+        ({"sec-fetch-site": "none"}, VIA_LOOPBACK, None),  # typed in, or a bookmark
+        ({"sec-fetch-site": "NONE"}, VIA_LOOPBACK, None),
+        (
+            {"sec-fetch-site": "same-site"},
+            VIA_LOOPBACK,
+            "a page of another site (same-site) sent this request",
+        ),
+        (
+            {"sec-fetch-site": "cross-site"},
+            VIA_LOOPBACK,
+            "a page of another site (cross-site) sent this request",
+        ),
+        # older browsers send only Origin, compared with the host the browser asked for
+        ({"origin": "http://Localhost:8000", "host": "localhost:8000"}, VIA_LOOPBACK, None),
+        ({"origin": "http://localhost:8000", "host": "LOCALHOST:8000"}, VIA_LOOPBACK, None),
+        (
+            {"origin": "https://evil.example.com", "host": "localhost:8000"},
+            VIA_LOOPBACK,
+            "the request came from https://evil.example.com, not from this server's pages",
+        ),
+        (
+            {"origin": "null", "host": "localhost:8000"},
+            VIA_LOOPBACK,
+            "the request came from an opaque origin",
+        ),
+        # behind the Databricks Apps proxy, that host is the forwarded one
+        (
+            {
+                "origin": "https://app-1.aws.databricksapps.com",
+                "host": "0.0.0.0:8000",
+                "x-forwarded-host": "app-1.aws.databricksapps.com",
+            },
+            VIA_APP,
+            None,
+        ),
+        (
+            {
+                "origin": "https://evil.example.com",
+                "host": "0.0.0.0:8000",
+                "x-forwarded-host": "app-1.aws.databricksapps.com",
+            },
+            VIA_APP,
+            "the request came from https://evil.example.com, not from this server's pages",
+        ),
+        # ...and only there: a local caller cannot name the host it pleases
+        (
+            {
+                "origin": "https://evil.example.com",
+                "host": "localhost:8000",
+                "x-forwarded-host": "evil.example.com",
+            },
+            VIA_LOOPBACK,
+            "the request came from https://evil.example.com, not from this server's pages",
+        ),
+        ({}, VIA_LOOPBACK, None),  # curl, httpx, the notebook: no browser, nothing to forge
+    ],
+)
+def test_a_console_action_from_another_sites_page_is_refused(
+    headers: dict[str, str], grant: Grant, refused: str | None
+) -> None:
+    said = cross_site(headers, grant)
+    assert said == (None if refused is None else f"refused: {refused}")
