@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -752,6 +753,56 @@ async def test_a_holder_whose_lease_lapsed_and_was_taken_over_reloads_the_checkp
     assert [d["versions"] for d in deliveries(project)] == [[1], [2], [3]]
     assert deliveries(project)[-1]["previous"] == 2
     assert one.checkpoints.load(KEY) == 3
+
+
+#: a table function that runs until the test lets it finish
+HOLDING = """\
+import json, pathlib, time
+
+HERE = pathlib.Path(__file__).resolve().parent.parent
+
+def main(event):
+    (HERE / "started").touch()
+    while not (HERE / "finish").exists():
+        time.sleep(0.01)
+    with open(HERE / "deliveries.jsonl", "a") as out:
+        out.write(json.dumps({"versions": [c.version for c in event.commits]}) + "\\n")
+"""
+
+
+async def test_the_lease_is_renewed_while_a_delivery_runs_longer_than_it(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    # A function may run past the lease's 10 s: the watcher renews it meanwhile, or another
+    # server would take the table over and deliver the same versions again.
+    project.config(app_yaml(table_function(start="latest")))
+    project.function("watch", HOLDING)
+    create_table(catalog, TABLE, rows(0))
+    clock = FakeClock()
+    state = project.root / "state.db"
+    one = runtime(checkpoints=SQLiteCheckpointStore(state, clock=store_seconds(clock)), clock=clock)
+    two = runtime(checkpoints=SQLiteCheckpointStore(state, clock=store_seconds(clock)), clock=clock)
+    await one.watcher.check("watch")  # version 0: the starting point
+    append(catalog, TABLE, rows(1))
+    delivery = asyncio.ensure_future(one.watcher.check("watch"))
+    await asyncio.to_thread(wait_for, lambda: (project.root / "started").exists())
+
+    def lease_until() -> float:
+        with sqlite3.connect(state) as db:
+            return float(
+                db.execute("SELECT expires_at FROM leases WHERE key = ?", (KEY,)).fetchone()[0]
+            )
+
+    taken = lease_until()
+    clock.advance(9)  # the lease would run out in 1 s of the store's time...
+    await asyncio.to_thread(wait_for, lambda: lease_until() > taken)  # ...but it is renewed
+    clock.advance(9)  # past the first term: only the renewal still holds it
+    try:
+        assert await two.watcher.check("watch") is None  # two must not take over
+    finally:
+        (project.root / "finish").touch()
+        await delivery
+    assert [d["versions"] for d in deliveries(project)] == [[1]]
 
 
 class IdentityCountingSource(LocalDeltaSource):
