@@ -805,6 +805,27 @@ async def test_the_lease_is_renewed_while_a_delivery_runs_longer_than_it(
     assert [d["versions"] for d in deliveries(project)] == [[1]]
 
 
+async def test_a_lease_left_by_a_crashed_process_of_this_host_is_taken_at_once(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+) -> None:
+    # Not after its 10 s: the process that held it is gone, nobody will renew it.
+    import socket
+    import subprocess
+    import sys
+
+    recording(project, table_function())
+    create_table(catalog, TABLE, rows(0))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    clock = FakeClock()
+    store = SQLiteCheckpointStore(project.root / "state.db", clock=store_seconds(clock))
+    crashed = f"{socket.gethostname()}:{gone.pid}:abcd1234"
+    assert store.acquire(KEY, crashed, ttl=10)
+    rt = runtime(checkpoints=store, clock=clock)
+    await rt.watcher.check("watch")
+    assert [d["versions"] for d in deliveries(project)] == [[0]]
+
+
 class IdentityCountingSource(LocalDeltaSource):
     """The real local source, counting how often the watcher asks for a table's identity."""
 
