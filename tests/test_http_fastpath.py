@@ -48,6 +48,8 @@ functions:
     trigger: {type: http, method: GET, endpoint: /teapot}
   - name: boom
     trigger: {type: http, method: GET, endpoint: /boom}
+  - name: headers
+    trigger: {type: http, method: GET, endpoint: /headers}
 """
 
 READ = """\
@@ -76,6 +78,12 @@ def project_dir(project):
         "teapot", "import lakefn\n\ndef main(event):\n    raise lakefn.HttpError(418, 'tea')\n"
     )
     project.function("boom", "async def main(event):\n    raise ValueError('kaput')\n")
+    project.function(
+        "headers",
+        "def main(event):\n"
+        "    raw = event.headers.raw\n"
+        "    return [len(raw), sum(len(k) + len(v) + 4 for k, v in raw)]\n",
+    )
     return project
 
 
@@ -90,7 +98,7 @@ class Passthrough:
 
 
 @contextlib.contextmanager
-def serving(app: Any, root_path: str = "") -> Iterator[httpx.Client]:
+def serving(app: Any, root_path: str = "", http: Any = PROTOCOL) -> Iterator[httpx.Client]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
@@ -99,7 +107,7 @@ def serving(app: Any, root_path: str = "") -> Iterator[httpx.Client]:
         log_config=None,
         access_log=False,
         ws="none",
-        http=PROTOCOL,
+        http=http,
         root_path=root_path,
     )
     server = uvicorn.Server(config)
@@ -318,3 +326,42 @@ def test_a_sync_function_whose_stopiteration_escapes_fails_instead_of_hanging(
     assert r.status_code == 500 and "failed" in r.json()["error"]
     (entry,) = live.runtime.journal.entries(function="first")
     assert entry.status == "error" and "StopIteration" in (entry.error or "")
+
+
+def test_the_header_limits_hold_on_the_fast_path_under_plain_uvicorn(project_dir) -> None:
+    # `uvicorn app:app` counts no header bytes itself (lakefn serve does): the fast path,
+    # which skips the middleware that checks them, must check them at the same bounds.
+    from lakefn._limits import MAX_HEADER_BYTES, MAX_HEADERS
+
+    fast_app = create_app(runtime=project_dir.runtime())
+    full_app = create_app(runtime=project_dir.runtime())
+    full_app.add_middleware(Passthrough)
+    try:
+        with (
+            serving(fast_app, http="httptools") as fast,
+            serving(full_app, http="httptools") as full,
+        ):
+            count, size = fast.get("/headers", headers={"x-pad": ""}).json()
+            assert ("GET", "/headers") in _table(fast_app)  # answered by the lookup
+            fill = {"x-pad": "p" * (MAX_HEADER_BYTES - size)}
+            more = {f"x-{i}": "" for i in range(MAX_HEADERS - count)}
+            cases = {
+                "bytes at the limit": (fill, 200),
+                "one byte more": ({"x-pad": fill["x-pad"] + "p"}, 431),
+                "headers at the limit": ({"x-pad": "", **more}, 200),
+                "one header more": ({"x-pad": "", **more, "x-last": ""}, 431),
+            }
+            for name, (headers, status) in cases.items():
+                got, expected = (
+                    fast.get("/headers", headers=headers),
+                    full.get("/headers", headers=headers),
+                )
+                assert (got.status_code, got.content) == (expected.status_code, expected.content), (
+                    name
+                )
+                assert got.status_code == status, name
+                if status == 431:
+                    assert "header" in got.json()["detail"], name
+    finally:
+        fast_app.state.runtime.close()
+        full_app.state.runtime.close()
