@@ -9,8 +9,10 @@ wait on the busy handler).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 _RETRY_SLEEP = 0.005
@@ -37,17 +39,28 @@ def prepare(db: sqlite3.Connection, *, busy_timeout: float, synchronous: str, sc
     try:
         _wal(db, time.monotonic() + busy_timeout)
         db.execute(f"PRAGMA synchronous = {synchronous}")
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(db):
             for statement in schema.split(";"):
                 if statement.strip():
                     db.execute(statement)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
     except BaseException:
         db.close()
+        raise
+
+
+@contextlib.contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One `BEGIN IMMEDIATE` transaction (the write lock taken first, waiting on the busy
+    handler): committed if the body ends well; otherwise, or if COMMIT itself fails, rolled
+    back unless SQLite already did, so the connection is never left inside a transaction and
+    the error that counts is the one raised."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
 
 

@@ -161,8 +161,7 @@ class SQLiteCheckpointStore(CheckpointStore):
         """Write what the old file held into the new one. A checkpoint only ever moves forward:
         the higher of the two stands, since every version up to it was handed over."""
         now = self._clock()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _sqlite.immediate(db):
             db.executemany(
                 "INSERT INTO checkpoints (key, version, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET version = excluded.version, "
@@ -179,10 +178,6 @@ class SQLiteCheckpointStore(CheckpointStore):
                 "ON CONFLICT (key) DO NOTHING",
                 [(k, o, e) for k, (o, e) in carried.leases.items() if e > now],
             )
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
         self._carried = None
         logger.error(
             "checkpoint store %s was %s while in use: opened it anew and wrote the %d "
@@ -194,15 +189,8 @@ class SQLiteCheckpointStore(CheckpointStore):
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self._lock, _sqlite.immediate(self._connection()) as db:
+            yield db
 
     @property
     def lease_clock(self) -> Callable[[], float]:

@@ -79,15 +79,13 @@ class SQLiteJournal:
         if not invocations:
             return
         entries = [ENTRY_JSON.encode(i.to_dict(recorded=True)) for i in invocations]
-        with self._lock, _transaction(self._db):
+        with self._lock, _sqlite.immediate(self._db):
             for chunk in _chunks(entries):
                 try:
                     self._db.execute(_INSERT_ARRAY, ("[" + ",".join(chunk) + "]",))
-                except sqlite3.OperationalError as exc:
+                except sqlite3.Error as exc:
                     if _busy(exc):
                         raise  # the whole write is tried again later
-                    self._one_by_one(chunk, exc)
-                except sqlite3.Error as exc:
                     self._one_by_one(chunk, exc)
 
     def _one_by_one(self, chunk: list[str], exc: sqlite3.Error) -> None:
@@ -97,11 +95,9 @@ class SQLiteJournal:
         for entry in chunk:
             try:
                 self._db.execute(_INSERT_ARRAY, ("[" + entry + "]",))
-            except sqlite3.OperationalError as again:
+            except sqlite3.Error as again:
                 if _busy(again):
                     raise
-                dropped += 1
-            except sqlite3.Error:
                 dropped += 1
         if dropped:
             logger.warning("the journal dropped %d entries SQLite refused: %s", dropped, exc)
@@ -153,34 +149,10 @@ def _chunks(entries: list[str]) -> Iterator[list[str]]:
         yield chunk
 
 
-def _busy(exc: sqlite3.OperationalError) -> bool:
+def _busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds the lock: not this entry's fault, the write is tried again."""
     text = str(exc)
-    return "locked" in text or "busy" in text
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT; on any error, ROLLBACK if SQLite has not already, so the
-    connection is never left inside a transaction."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        if kind is None:
-            try:
-                self.db.execute("COMMIT")
-                return
-            except BaseException:
-                self._roll_back()
-                raise
-        self._roll_back()
-
-    def _roll_back(self) -> None:
-        if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 def _upgrade(db: sqlite3.Connection) -> None:
@@ -188,7 +160,7 @@ def _upgrade(db: sqlite3.Connection) -> None:
     to the table above (once, by whichever process gets there first). An earlier lakefn still
     running on the file adds its two indexes to the new table when it starts: they go too."""
     if _keyed_by_id(db):
-        with _transaction(db):
+        with _sqlite.immediate(db):
             if _keyed_by_id(db):  # not moved meanwhile by another process
                 db.execute(f"ALTER TABLE invocations RENAME TO {_BEFORE}")
                 db.execute(_SCHEMA)
