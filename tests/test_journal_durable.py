@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from lakefn import ConfigError
+from lakefn.abc import CheckpointStore
 from lakefn.checkpoints.selection import open_store
 from lakefn.checkpoints.sqlite_journal import SQLiteJournal
 from lakefn.config import parse_config
@@ -33,14 +34,20 @@ def state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def journal_store(state: str, tmp_path: Path) -> Iterator[JournalStore]:
+def state_store(state: str, tmp_path: Path) -> Iterator[CheckpointStore]:
     store = open_store(state, tmp_path)
-    journal, owned = journal_store_for(store)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def journal_store(state_store: CheckpointStore) -> Iterator[JournalStore]:
+    """The journal's side of `state_store` (closed before it)."""
+    journal, owned = journal_store_for(state_store)
     assert journal is not None
     yield journal
     if owned:
         journal.close()
-    store.close()
 
 
 def entry(
@@ -121,40 +128,33 @@ def test_each_attempt_of_a_retried_invocation_is_kept(journal_store: JournalStor
     ]
 
 
-def test_a_burst_leaves_the_store_at_most_twice_keep(state: str, tmp_path: Path) -> None:
+def test_a_burst_leaves_the_store_at_most_twice_keep(
+    state_store: CheckpointStore, journal_store: JournalStore
+) -> None:
     # Pruned once a minute, a busy server's journal grew by up to a minute of entries (on the
     # order of a million rows) between passes.
-    store = open_store(state, tmp_path)
-    reader, owned = journal_store_for(store)
-    assert reader is not None
     settings = parse_config("journal: {keep: 100, max_ok_per_second: null}\n").journal
-    journal = Journal(persist_to=lambda: store, settings=settings)
+    journal = Journal(persist_to=lambda: state_store, settings=settings)
     sizes = []
     try:
         for burst in range(10):
             for n in range(100):
                 journal.record(_ran(f"b{burst}-{n}"))
             assert journal.flush(timeout=30)
-            sizes.append(len(reader.recent_invocations()))
+            sizes.append(len(journal_store.recent_invocations()))
     finally:
         journal.close()
-        if owned:
-            reader.close()
-        store.close()
     # `keep`, plus what one write added before the pass that follows it
     assert min(sizes[1:]) >= 100 and max(sizes) <= 200, sizes
 
 
 def test_a_busy_function_keeps_its_failures_and_a_sample_of_its_successes(
-    state: str, tmp_path: Path
+    state_store: CheckpointStore, journal_store: JournalStore
 ) -> None:
     # Written whole, a function called thousands of times a second pushed every other
     # function's history out of `keep` within a second (and cost a fifth of the throughput).
-    store = open_store(state, tmp_path)
-    reader, owned = journal_store_for(store)
-    assert reader is not None
     settings = parse_config("journal: {max_ok_per_second: 50}\n").journal
-    journal = Journal(persist_to=lambda: store, settings=settings)
+    journal = Journal(persist_to=lambda: state_store, settings=settings)
     started = time.monotonic()
     try:
         journal.record(_ran("quiet-0", function="quiet"))
@@ -165,12 +165,9 @@ def test_a_busy_function_keeps_its_failures_and_a_sample_of_its_successes(
         journal.record(_ran("quiet-1", function="quiet"))
         assert journal.flush(timeout=30)
         elapsed = time.monotonic() - started
-        stored = [(e["function"], e["status"], e["id"]) for e in reader.recent_invocations()]
+        stored = [(e["function"], e["status"], e["id"]) for e in journal_store.recent_invocations()]
     finally:
         journal.close()
-        if owned:
-            reader.close()
-        store.close()
     assert [i for f, _, i in stored if f == "quiet"] == ["quiet-1", "quiet-0"]
     assert [i for _, s, i in stored if s == "error"] == [
         f"failed-{n}" for n in (1750, 1250, 750, 250)
