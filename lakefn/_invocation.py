@@ -35,6 +35,9 @@ class Invocation:
     recorded_at: float = 0.0
     #: host:pid of the process that ran it ("" for this one, until read back from a store)
     process: str = ""
+    #: what its trigger answered (an HTTP function's response), settled before the journal
+    #: records the run, so a result that cannot be sent is recorded as the failure it is
+    answer: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def note(

@@ -65,8 +65,12 @@ class Invoker:
         *,
         retry: bool = True,
         detail: dict[str, Any] | None = None,
+        answer: Callable[[Invocation], Any] | None = None,
     ) -> Invocation:
         """Run `name` until it succeeds or its attempts run out; return the last invocation.
+
+        `answer` turns each attempt into its trigger's answer (kept as `invocation.answer`)
+        before the journal records it, and may still fail it (a result that cannot be sent).
 
         From an HTTP function, `HttpError` below 500 is an answer, not a failure: it ends the
         invocation at once, unretried. From a timer or table function it is a failure like any.
@@ -77,7 +81,9 @@ class Invoker:
         invocation_id = _new_id()
         for attempt in range(1, attempts + 1):
             event = make_event()
-            invocation = await self._attempt(function, event, invocation_id, attempt, detail)
+            invocation = await self._attempt(
+                function, event, invocation_id, attempt, detail, answer
+            )
             if invocation.ok:
                 return invocation
             if attempt < attempts:
@@ -101,6 +107,7 @@ class Invoker:
         invocation_id: str,
         attempt: int,
         detail: dict[str, Any] | None,
+        answer: Callable[[Invocation], Any] | None,
     ) -> Invocation:
         name = function.name
         event.bind(name, invocation_id, attempt)
@@ -139,6 +146,8 @@ class Invoker:
         except BaseException as exc:  # noqa: BLE001 - user code, even sys.exit(): recorded, logged, answered
             _failed(invocation, event, exc)
         invocation.duration = time.perf_counter() - start
+        if answer is not None:
+            invocation.answer = answer(invocation)
         self.journal.record(invocation)
         return invocation
 

@@ -172,6 +172,22 @@ def test_what_cannot_be_answered_is_a_500_with_the_invocation_id(
     assert server.client.get("/healthz").status_code == 200
 
 
+def test_a_result_that_cannot_be_sent_is_recorded_as_failed_when_it_is_recorded(server) -> None:
+    # What watches the journal as entries come in (the notebook panel's log, the store's
+    # sampling of successes) must see the failure, not an "ok" turned into one afterwards.
+    seen: list[tuple[str, str, str | None]] = []
+    unsubscribe = server.runtime.journal.subscribe(
+        lambda entry: seen.append((entry.id, entry.status, entry.error))
+    )
+    try:
+        r = server.client.get("/odd", params={"kind": "nan"})
+    finally:
+        unsubscribe()
+    assert r.status_code == 500
+    [(entry_id, status, error)] = [s for s in seen if s[0] == r.json()["invocation_id"]]
+    assert status == "error" and "cannot be sent as JSON" in (error or "")
+
+
 def test_deeply_nested_json_is_a_400(server) -> None:
     r = server.client.post("/echo/1", content=b"[" * 900)  # under the body limit of 1000
     assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]

@@ -181,8 +181,10 @@ class FunctionHandler:
                 user=user,
             )
 
-        invocation = await self.invoker.invoke(name, make_event)
-        return to_response(invocation)
+        invocation = await self.invoker.invoke(name, make_event, answer=to_response)
+        response: Response = invocation.answer
+        invocation.answer = None  # the journal keeps the entry, not the body sent
+        return response
 
 
 #: immutable, so one serves every request without a query string
