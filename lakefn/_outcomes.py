@@ -8,6 +8,7 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
+import os
 from collections.abc import Coroutine
 from typing import Any
 
@@ -38,7 +39,7 @@ async def contained(call: Coroutine[Any, Any, Any]) -> Any:
         # Raised by the function itself, it would end a task of its own as "cancelled" and
         # then pass for a cancel from outside: carried as a value too.
         code = getattr(call, "cr_code", None)
-        if being_cancelled(exc, code.co_filename if code is not None else None):
+        if being_cancelled(exc, os.path.dirname(code.co_filename) if code is not None else None):
             raise
         return Escaped(exc)
 
@@ -127,7 +128,7 @@ _FROM_CONCURRENT: dict[type[BaseException], type[BaseException]] = {
 }
 
 
-def being_cancelled(exc: BaseException, source: str | None) -> bool:
+def being_cancelled(exc: BaseException, source_dir: str | None) -> bool:
     """Is the running task being cancelled from outside (the server stopping, a client gone)?
     If not, a CancelledError came from the function itself."""
     task = asyncio.current_task()
@@ -136,8 +137,10 @@ def being_cancelled(exc: BaseException, source: str | None) -> bool:
         return bool(cancelling() > 0)
     # Python 3.10 counts no cancel requests. A cancel from outside is thrown into the
     # coroutine where it waits, in asyncio or a library; one the function raises itself
-    # starts in the function's own module.
+    # starts in the project's own code: its module, or a helper beside it in functions/.
     frame = exc.__traceback__
     while frame is not None and frame.tb_next is not None:
         frame = frame.tb_next
-    return frame is None or frame.tb_frame.f_code.co_filename != source
+    if frame is None or source_dir is None:
+        return True
+    return not frame.tb_frame.f_code.co_filename.startswith(source_dir + os.sep)

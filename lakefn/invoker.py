@@ -140,7 +140,7 @@ class Invoker:
             invocation.status, invocation.exception, invocation.error = "error", exc, str(exc)
             event.log.warning("%s", exc)
         except asyncio.CancelledError as exc:
-            if being_cancelled(exc, str(function.path)):
+            if being_cancelled(exc, str(function.path.parent)):
                 raise  # the server is stopping: not the function's doing
             _failed(invocation, event, exc)  # the function raised it itself
         except BaseException as exc:  # noqa: BLE001 - user code, even sys.exit(): recorded, logged, answered

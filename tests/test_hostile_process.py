@@ -45,6 +45,8 @@ RAISES = {
     "interrupt": "raise KeyboardInterrupt",
     "generator_exit": "raise GeneratorExit",
     "cancelled": "raise asyncio.CancelledError",
+    # raised in a helper module beside the function: still the function's own doing
+    "cancelled_in_helper": "import _helper; _helper.cancel()",
 }
 SHAPES = [
     (style, kind, timed)
@@ -62,6 +64,10 @@ def _name(style: str, kind: str, timed: bool) -> str:
 def raising(tmp_path_factory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("raising")
     project = ProjectDir(root)
+    (root / "functions").mkdir(exist_ok=True)
+    (root / "functions" / "_helper.py").write_text(
+        "import asyncio\n\ndef cancel():\n    raise asyncio.CancelledError\n"
+    )
     lines = ["functions:"]
     for style, kind, timed in SHAPES:
         name = _name(style, kind, timed)
