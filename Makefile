@@ -48,11 +48,15 @@ test-all: browser postgres
 # Run before merging a change to a module it covers. MUTANTS narrows the run, e.g.
 #   make mutate MUTANTS='lakefn.checkpoints.*'      make mutate MUTATE_CHILDREN=2
 # It prints the surviving mutants per module; `.venv/bin/mutmut show NAME` shows one.
+# Most of a mutant's run waits on servers and threads rather than computing, so two children per
+# core keep the cores busy; a test waits MUTATE_WAIT seconds (not a minute) for what it expects,
+# so a mutant that breaks it is killed sooner.
 MUTANTS ?=
-MUTATE_CHILDREN ?= 1
+MUTATE_CHILDREN ?= $(shell echo $$(( $$(nproc) * 2 )))
+MUTATE_WAIT ?= 15
 
 mutate: setup
-	$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
+	LAKEFN_TEST_WAIT=$(MUTATE_WAIT) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
 	@$(BIN)/mutmut results --all true | $(BIN)/python -c "$$MUTANTS_BY_MODULE"
 
 # mutmut names a mutant module.xǁClassǁmethod__mutmut_N or module.x_function__mutmut_N.

@@ -60,7 +60,13 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
+#: how long `wait_for` waits for what a test expects: a minute, for a loaded machine; mutation
+#: runs (`make mutate`) set LAKEFN_TEST_WAIT shorter, so a mutant that breaks what is waited on
+#: fails in seconds (what a passing run waits for takes well under one)
+WAIT = float(os.environ.get("LAKEFN_TEST_WAIT", "60"))
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
     """Poll until `predicate` holds and return its value."""
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
