@@ -50,13 +50,16 @@ test-all: browser postgres
 # It prints the surviving mutants per module; `.venv/bin/mutmut show NAME` shows one.
 # Most of a mutant's run waits on servers and threads rather than computing, so two children per
 # core keep the cores busy; a test waits MUTATE_WAIT seconds (not a minute) for what it expects,
-# so a mutant that breaks it is killed sooner.
+# and a test still running after MUTATE_TEST_TIMEOUT seconds fails, so a mutant that breaks or
+# hangs one is killed in seconds rather than at mutmut's own limit (many minutes).
 MUTANTS ?=
 MUTATE_CHILDREN ?= $(shell echo $$(( $$(nproc) * 2 )))
 MUTATE_WAIT ?= 15
+MUTATE_TEST_TIMEOUT ?= 60
 
 mutate: setup
-	LAKEFN_TEST_WAIT=$(MUTATE_WAIT) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
+	LAKEFN_TEST_WAIT=$(MUTATE_WAIT) LAKEFN_TEST_TIMEOUT=$(MUTATE_TEST_TIMEOUT) \
+		$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
 	@$(BIN)/mutmut results --all true | $(BIN)/python -c "$$MUTANTS_BY_MODULE"
 
 # mutmut names a mutant module.xǁClassǁmethod__mutmut_N or module.x_function__mutmut_N.

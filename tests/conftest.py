@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -21,6 +22,16 @@ pytest_plugins = ["tests._postgres", "tests._resource_guard"]
 
 REPO = Path(__file__).resolve().parent.parent
 LAKEFN = str(Path(sys.executable).with_name("lakefn"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Mutation runs (`make mutate`) switch pytest-timeout's 120 s off, so that load alone never
+    # fails a run, and set LAKEFN_TEST_TIMEOUT instead: a mutant that hangs a test (an event
+    # never set) fails it after that long, not after mutmut's own limit of many minutes.
+    limit = os.environ.get("LAKEFN_TEST_TIMEOUT")
+    if limit:
+        for item in items:
+            item.add_marker(pytest.mark.timeout(float(limit)))
 
 
 class ProjectDir:
