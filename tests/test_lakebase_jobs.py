@@ -284,6 +284,21 @@ def test_an_instance_that_is_not_there_or_not_running_fails_the_run_plainly(
     assert plain.returncode == 1 and says in plain.stderr and "Traceback" not in plain.stderr
 
 
+def test_a_principal_without_a_role_on_the_instance_fails_the_run_plainly(
+    project: ProjectDir, postgres: PostgresServer, lakebase: FakeWorkspace
+) -> None:
+    lakebase.user = "ops@example.com"  # a user the instance has no Postgres role for
+    proj = sink_project(project, f"lakebase?instance={INSTANCE}&schema={new_schema()}")
+    done, report = lakefn_run(proj, job_env(lakebase, postgres))
+    assert done.returncode == 1 and report is not None
+    assert f"lakebase instance '{INSTANCE}'" in report["error"]
+    assert 'user "ops@example.com"' in report["error"]
+    assert "needs a Postgres role on the instance" in report["error"]
+    assert "Traceback" not in done.stderr
+    [credential] = lakebase.credentials
+    assert credential["token"] not in done.stdout + done.stderr
+
+
 def test_the_app_variables_win_and_the_workspace_is_never_asked(
     project: ProjectDir, postgres: PostgresServer, lakebase: FakeWorkspace
 ) -> None:

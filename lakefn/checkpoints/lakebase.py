@@ -253,9 +253,15 @@ class _InstanceConnections(Connections):
         self.conninfo = self.login.conninfo()
         try:
             return super().connect()
-        except psycopg.OperationalError:
+        except psycopg.OperationalError as exc:
             self.login.forget()
-            raise
+            if "authentication failed" not in str(exc):
+                raise
+            # The usual first-run trouble: the principal has no Postgres role there yet.
+            raise psycopg.OperationalError(
+                f"{exc}; the principal logging in needs a Postgres role on the instance "
+                "(the instance's Permissions, or databricks_create_role)"
+            ) from None
 
 
 def check_name(value: str, what: str, where: str) -> str:
