@@ -179,9 +179,9 @@ class InstanceLogin:
         return self._workspace
 
     def _find(self) -> tuple[str, str]:
+        workspace = self._client()  # StateNeedsPackage first, without databricks-sdk
         from databricks.sdk.errors import NotFound
 
-        workspace = self._client()
         try:
             instance = workspace.database.get_database_instance(name=self.instance)
         except NotFound:
