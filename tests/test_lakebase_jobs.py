@@ -173,7 +173,7 @@ def test_the_bundled_job_passes_the_instance_and_a_run_with_its_parameters_works
     state = "lakebase?instance=${var.database_instance}&database=${var.database_name}"
     assert parameters[-2:] == ["--state", f"{state}&schema={schema}"]
     # The App keeps its database resource on the same variables (also with options).
-    [database] = [r for r in resources["resources"]["apps"]["lakefn_app"]["resources"]]
+    [database] = resources["resources"]["apps"]["lakefn_app"]["resources"]
     assert database["database"]["instance_name"] == "${var.database_instance}"
     assert databricks["variables"]["database_name"]["default"] == DATABASE
     assert "needs a Postgres role" in bundled.stdout and "databricks_create_role" in bundled.stdout
