@@ -265,6 +265,13 @@ def test_app_resources_follow_app_yaml(tmp_path: Path) -> None:
     ]
     assert "'api-secret', which lakefn cannot describe" in result.stdout
     assert "need a shared state" not in result.stdout  # lakebase is shared
+    # A job gets none of the App's PG* variables: it is told the instance the App uses.
+    parameters = doc["resources"]["jobs"]["lakefn_watch"]["tasks"][0]["spark_python_task"]
+    assert parameters["parameters"][-2:] == [
+        "--state",
+        "lakebase?instance=${var.database_instance}&database=${var.database_name}",
+    ]
+    assert "needs a Postgres role" in result.stdout
     databricks = yaml.safe_load((project / "bundle" / "databricks.yml").read_text())
     assert databricks["bundle"] == {"name": "lake"}
     assert databricks["include"] == ["resources/*.yml"]

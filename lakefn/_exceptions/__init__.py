@@ -43,6 +43,7 @@ LakefnError
 │   └── TableCheckFailed   a test's `lakefn.check(name)` found the watcher's check failing
 ├── StateError             the `state:` setting, or the store it names, cannot be used
 │   ├── BadStateSetting    empty, unknown scheme, bad SQLite URL, unknown option, schema
+│   │   └── BadLakebaseName  a Lakebase instance or database name that names none
 │   ├── StateNeedsPackage  the store's driver is not installed
 │   ├── LakebaseNotConfigured  the PG* variables a Databricks App sets are missing
 │   ├── StateLayoutTooNew  written by a newer lakefn
@@ -113,6 +114,7 @@ from .core import (
 if TYPE_CHECKING:
     from .state import (
         BadCheckpointVersion,
+        BadLakebaseName,
         BadStateOptions,
         BadStateSchema,
         BadStateSetting,
@@ -153,6 +155,7 @@ if TYPE_CHECKING:
 # and each class costs start-up time.
 _LAZY = {
     "BadCheckpointVersion": "state",
+    "BadLakebaseName": "state",
     "BadStateOptions": "state",
     "BadStateSchema": "state",
     "BadStateSetting": "state",
@@ -204,6 +207,7 @@ __all__ = [
     "BadScheduledTime",
     "BadSimulatedCommit",
     "BadVersion",
+    "BadLakebaseName",
     "BadStateOptions",
     "BadStateSchema",
     "BadStateSetting",

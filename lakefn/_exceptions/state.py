@@ -82,6 +82,23 @@ class BadStateOptions(BadStateSetting):
         super().__init__(state, problem)
 
 
+class BadLakebaseName(BadStateSetting):
+    """A Lakebase `what` ("instance" or "database") name from `where` (the `state:` setting or
+    the environment variable that gave it) that cannot name one."""
+
+    RULES = {
+        "instance": "1 to 63 letters, digits and hyphens",
+        "database": "1 to 63 characters",
+    }
+
+    def __init__(self, where: str, what: str, value: str) -> None:
+        self.state = where
+        self.value = value
+        StateError.__init__(
+            self, f"{where}: {value!r} is no Lakebase {what} name; one is {self.RULES[what]}"
+        )
+
+
 class BadStateSchema(StateError):
     def __init__(self, schema: str) -> None:
         self.schema = schema
@@ -101,12 +118,21 @@ class StateNeedsPackage(StateError):
 
 
 class LakebaseNotConfigured(StateError):
-    def __init__(self, missing: list[str]) -> None:
+    """Neither the PG* variables of an App's database resource nor (`instance_hint`: the
+    store also takes one) the name of a Lakebase instance to find."""
+
+    def __init__(self, missing: list[str], *, instance_hint: bool = False) -> None:
         self.missing = missing
+        hint = (
+            "; or name the Lakebase instance (state: lakebase?instance=NAME, or "
+            "LAKEFN_LAKEBASE_INSTANCE) and lakefn finds it with databricks-sdk, as a job does"
+            if instance_hint
+            else ""
+        )
         super().__init__(
             f"state: lakebase needs {', '.join(missing)}, which Databricks Apps sets from "
             "the App's database resource; to run elsewhere, set PGHOST, PGPORT, "
-            "PGDATABASE, PGUSER (and PGPASSWORD, or databricks-sdk credentials)"
+            f"PGDATABASE, PGUSER (and PGPASSWORD, or databricks-sdk credentials){hint}"
         )
 
 

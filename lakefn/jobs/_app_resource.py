@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._exceptions import LakefnError
 from ..triggers import KINDS
 from .wheel import requires, version, wheel_name
 
@@ -42,7 +43,7 @@ def app_resource(project: Project, bundle_name: str, warnings: list[str]) -> dic
             }
         )
     described = set(warehouse_names)
-    if project.config.state == "lakebase":
+    if is_lakebase(project.config.state):
         resources.append(
             {
                 "name": "database",
@@ -68,6 +69,16 @@ def app_resource(project: Project, bundle_name: str, warnings: list[str]) -> dic
     if resources:
         app["resources"] = resources
     return app
+
+
+def is_lakebase(state: str) -> bool:
+    """Whether `state` is `lakebase` (with or without options)."""
+    from ..checkpoints.selection import scheme_of
+
+    try:
+        return scheme_of(state) == "lakebase"
+    except LakefnError:
+        return False
 
 
 def app_requirements(

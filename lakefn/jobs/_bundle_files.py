@@ -53,9 +53,12 @@ def databricks_yml(bundle_name: str, resources: bytes) -> bytes:
     # Only the variables the resources use: deploying asks a value for each declared one.
     known: dict[str, dict[str, Any]] = {
         WAREHOUSE_VARIABLE: {"description": "id of the SQL warehouse the App reads tables through"},
-        DATABASE_VARIABLES[0]: {"description": "Lakebase instance of the App's state"},
+        DATABASE_VARIABLES[0]: {
+            "description": "Lakebase instance of the state (the App's database resource; "
+            "the jobs log in to it too)"
+        },
         DATABASE_VARIABLES[1]: {
-            "description": "database of the App's state",
+            "description": "database of the state on that instance",
             "default": "databricks_postgres",
         },
     }

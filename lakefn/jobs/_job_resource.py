@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote
 
 from .._exceptions import ConfigError, ConfigIssue
 from ..triggers import KINDS
-from ._app_resource import APP_DIR
+from ._app_resource import APP_DIR, DATABASE_VARIABLES, is_lakebase
 
 if TYPE_CHECKING:
     from ..abc import Problem
@@ -59,6 +60,7 @@ def job_resource(
         **kind.job_trigger(fn),
     }
     parameters += kind.job_parameters
+    parameters += state_parameters(project.config.state)
     job["tags"] = {"lakefn_function": fn.name, **(settings.tags if settings else {})}
     if settings and settings.email_on_failure:
         job["email_notifications"] = {"on_failure": list(settings.email_on_failure)}
@@ -101,13 +103,39 @@ def _refuse(project: Project, fn: FunctionConfig, problems: list[Problem]) -> No
     raise ConfigError(issues)
 
 
+def state_parameters(state: str) -> list[str]:
+    """`lakefn run`'s `--state` for a project on Lakebase: a job gets none of the App's PG*
+    variables, so it names the instance and database of the App's database resource (the
+    bundle's variables) and finds them itself. Other states reach the job as app.yaml says."""
+    if not is_lakebase(state):
+        return []
+    _, _, query = state.partition("?")
+    kept = [
+        f"{key}={quote(value, safe='')}"
+        for key, value in parse_qsl(query, keep_blank_values=True)
+        if key not in ("instance", "database")
+    ]
+    instance, database = (f"${{var.{name}}}" for name in DATABASE_VARIABLES)
+    return ["--state", "&".join([f"lakebase?instance={instance}", f"database={database}", *kept])]
+
+
 def warn_state(project: Project, warnings: list[str]) -> None:
     state = project.config.state
-    table_jobs = any(
-        f.run_on == "job" and KINDS[f.kind].uses_table for f in project.config.functions
-    )
+    functions = project.config.functions
+    table_jobs = any(f.run_on == "job" and KINDS[f.kind].uses_table for f in functions)
+    if is_lakebase(state) and any(f.run_on == "job" for f in functions):
+        instance, database = DATABASE_VARIABLES
+        warnings.append(
+            f"state: lakebase: each job logs in to the Lakebase instance (variable {instance}, "
+            f"database {database}) as its run-as principal, which needs a Postgres role there "
+            "that may use the state's schema. Simplest: run the jobs as the App's service "
+            "principal (run_as: {service_principal_name: <its application id>} in "
+            "databricks.yml), the role the App's database resource made; else create one "
+            "(the instance's Permissions, or SELECT databricks_create_role('<user or "
+            "application id>', 'USER' or 'SERVICE_PRINCIPAL')) and grant it the schema's tables"
+        )
     if table_jobs and not (
-        state == "lakebase" or state.startswith(("postgresql://", "postgres://"))
+        is_lakebase(state) or state.startswith(("postgresql://", "postgres://"))
     ):
         warnings.append(
             f"state {state!r} is a file: a job's compute is gone after each run, and its "

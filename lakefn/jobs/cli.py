@@ -31,6 +31,12 @@ def add_job_parsers(sub: Any, app_arg: Callable[[argparse.ArgumentParser], None]
         help="seconds to wait while another run holds the table's lease (default 300)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--state",
+        metavar="STATE",
+        help="the state store for this run, as app.yaml's `state:` (default: app.yaml's, or "
+        "LAKEFN_STATE); a job gets lakebase?instance=NAME&database=DB from `lakefn bundle`",
+    )
     app_arg(p)
     p.set_defaults(run=_run)
 
@@ -55,12 +61,19 @@ def add_job_parsers(sub: Any, app_arg: Callable[[argparse.ArgumentParser], None]
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..project import load_project
     from ..runtime import Runtime
     from .run import DEFAULT_LEASE_WAIT, parse_time, run_function
 
     scheduled = parse_time(args.scheduled_time) if args.scheduled_time else None
     wait = DEFAULT_LEASE_WAIT if args.lease_wait is None else max(0.0, args.lease_wait)
-    runtime = Runtime.from_path(args.app)
+    project = load_project(args.app)
+    if args.state:
+        from ..checkpoints.selection import open_store
+
+        runtime = Runtime(project, checkpoints=open_store(args.state, project.root))
+    else:
+        runtime = Runtime(project)
     try:
         report = runtime.run_sync(
             run_function(runtime, args.name, scheduled_time=scheduled, lease_wait=wait)
