@@ -71,8 +71,10 @@ def test_a_databricks_app_with_a_local_state_file_is_warned(project, monkeypatch
     assert data.project(project.runtime(), None)["state_warning"] is None
     monkeypatch.setenv("DATABRICKS_APP_NAME", "my-app")
     assert "wiped on every restart" in data.project(project.runtime(), None)["state_warning"]
-    monkeypatch.setenv("LAKEFN_STATE", "lakebase")
-    assert data.project(project.runtime(), None)["state_warning"] is None
+    for shared in ("lakebase", "lakebase?schema=app", "lakebase?instance=prod-state"):
+        monkeypatch.setenv("LAKEFN_STATE", shared)
+        info = data.project(project.runtime(), None)
+        assert info["state_warning"] is None and info["state"] == shared
 
 
 def test_calls_and_failures_over_the_last_hour_and_filters_by_status(project) -> None:

@@ -7,6 +7,8 @@
                                              or ~/.pgpass, as libpq does)
     lakebase[?schema=lakefn]                 a Databricks App's database resource: the PG*
                                              variables, a fresh OAuth token per connection
+    lakebase?instance=NAME[&database=DB]     a Lakebase instance found by name through
+                                             databricks-sdk (a job, a notebook, a laptop)
 
 Stores are looked up by scheme and imported only when chosen, so `import lakefn` never imports
 psycopg or databricks-sdk. Every store class builds itself from the setting with
