@@ -566,6 +566,43 @@ def test_simulate_hands_over_a_fabricated_commit_and_moves_no_checkpoint(
     wait_for(lambda: server.runtime.checkpoints.load(KEY) == 1)
 
 
+@pytest.mark.parametrize("processed", [None, 0, 4])
+async def test_a_simulated_commit_on_a_table_that_cannot_be_read_comes_after_the_checkpoint(
+    project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime], processed: int | None
+) -> None:
+    # The table is gone (or not made yet): the made-up commit is numbered after what was
+    # delivered, version 0 when nothing was.
+    project.config(app_yaml(table_function()))
+    project.function("watch", SHOW_EVENT)
+    rt = runtime()
+    if processed is not None:
+        rt.checkpoints.save(KEY, processed, expected=None)
+    invocation = await rt.simulate_table_change("watch", operation="write")
+    assert invocation.ok, invocation.error
+    [commit] = invocation.result["commits"]
+    assert commit["version"] == (0 if processed is None else processed + 1)
+
+
+async def test_simulating_a_change_names_an_unknown_function_or_one_that_watches_no_table(
+    project: ProjectDir, runtime: Callable[..., Runtime]
+) -> None:
+    from lakefn import FunctionNotFound, WrongTrigger
+
+    project.config(
+        app_yaml(table_function())
+        + "  - name: hello\n    trigger: {type: http, method: GET, endpoint: /hello}\n"
+    )
+    project.function("watch", SHOW_EVENT)
+    project.function("hello", "def main(event):\n    return 'hi'\n")
+    rt = runtime()
+    with pytest.raises(FunctionNotFound) as unknown:
+        await rt.simulate_table_change("helo")
+    assert str(unknown.value) == "no function named 'helo'; the project has: hello, watch"
+    with pytest.raises(WrongTrigger) as wrong:
+        await rt.simulate_table_change("hello")
+    assert str(wrong.value).startswith("function 'hello' has a http trigger, not unity_table")
+
+
 async def test_replay_hands_over_real_history_from_a_version(
     project: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
 ) -> None:

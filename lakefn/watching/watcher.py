@@ -189,7 +189,12 @@ class TableWatcher:
         try:
             return await self._threads.run(source.latest_version, state.table) + 1
         except (TableNotFound, SourceUnavailable):
-            return (state.last_processed or -1) + 1
+            pass
+        try:  # the store's checkpoint: this process may not have checked the table yet
+            last = await self._checkpoints.call(state, "load", state.key)
+        except StoreFailed:
+            last = state.last_processed
+        return 0 if last is None else last + 1
 
     async def set_checkpoint(
         self, name: str, version: int, *, force: bool = False, force_hint: str = "use --force"
