@@ -25,7 +25,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from lakefn._exceptions import ConfigError
+from lakefn._exceptions import ConfigError, NothingToReplay
 from lakefn._tablename import TableName
 from lakefn.checkpoints.sqlite import SQLiteCheckpointStore
 from lakefn.journal import Invocation, Journal
@@ -614,10 +614,15 @@ async def test_replay_hands_over_real_history_from_a_version(
     await rt.watcher.check("watch")
     replay = await rt.simulate_table_change("watch", replay_from=1)
     assert replay.ok and replay.simulated
+    assert replay.detail == {"table": TABLE, "versions": [1, 2], "operation": "DELETE"}
     [seen] = deliveries(project)
     assert seen["versions"] == [1, 2] and seen["operations"] == ["WRITE", "DELETE"]
     assert seen["previous"] == 0 and seen["simulated"] is True
+    assert seen["function"] == "watch" and seen["table"] == TABLE
     assert rt.checkpoints.load(KEY) == 2  # untouched by the replay
+    with pytest.raises(NothingToReplay) as past:
+        await rt.simulate_table_change("watch", replay_from=3)
+    assert str(past.value) == f"{TABLE} has no versions from 3 on to replay"
 
 
 # -- table names --------------------------------------------------------------------------------
