@@ -97,6 +97,26 @@ def test_unknown_function_lists_the_known_ones(project) -> None:
         runtime.close()
 
 
+def test_a_failure_is_journaled_with_its_error_and_logged_with_its_traceback(
+    project, caplog
+) -> None:
+    project.config("state: state.db\n" + ONE_HTTP)
+    project.function("greet", "def main(event):\n    raise ValueError('bad input')\n")
+    runtime = project.runtime()
+    try:
+        with caplog.at_level(logging.ERROR):
+            failed = runtime.invoke_sync("greet")
+    finally:
+        runtime.close()
+    assert failed.status == "error" and failed.error == "ValueError: bad input"
+    # The journal keeps the line; the server's log has the whole traceback to debug from.
+    assert failed.logs == [f"ERROR [{failed.id}] failed: ValueError: bad input"]
+    said = f"[{failed.id}] failed: ValueError: bad input"
+    [record] = [r for r in caplog.records if r.getMessage() == said]
+    assert record.exc_info is not None and record.exc_info[1] is failed.exception
+    assert "raise ValueError('bad input')" in caplog.text
+
+
 def test_two_projects_in_one_process_do_not_share_modules(tmp_path) -> None:
     from tests.conftest import ProjectDir
 

@@ -356,7 +356,22 @@ def test_timed_out_calls_leave_a_bounded_number_of_threads(server) -> None:
     refused = next(r for r in replies if r.status_code == 503)
     assert int(refused.headers["Retry-After"]) > 0 and refused.json()["invocation_id"]
     assert len(lakefn_threads()) <= 40 + 64  # the pool, and the cap on abandoned threads
-    assert server.client.get("/quick").status_code == 503  # no more threads for now
+    timed_out = next(r for r in replies if r.status_code == 504).json()["invocation_id"]
+    [entry] = [
+        e
+        for e in server.client.get(
+            "/lakefn/invocations", params={"function": "nap", "limit": 1000}
+        ).json()
+        if e["id"] == timed_out
+    ]
+    assert entry["status"] == "timeout"
+    assert entry["error"] == "function 'nap' did not finish within its timeout of 0.2 s"
+    saturated = server.client.get("/quick")  # no more threads for now
+    assert saturated.status_code == 503 and saturated.headers["Retry-After"] == "5"
+    error = saturated.json()["error"]
+    assert error.startswith("function 'quick' was not started: ")
+    assert error.endswith(" timed-out calls still hold threads")
+    assert int(error.split(": ", 1)[1].split()[0]) >= 64
     module(server, "nap")["RELEASE"].set()  # the sleepers return: threads free again
     assert wait_until(lambda: server.client.get("/quick").status_code == 200)
 
