@@ -19,6 +19,7 @@ functions:
   - name: boom
     trigger: {type: http, method: GET, endpoint: /boom}
   - name: teapot
+    retry: {max_attempts: 3, backoff_seconds: 0}
     trigger: {type: http, method: GET, endpoint: /teapot}
   - name: counter
     trigger: {type: http, method: POST, endpoint: /count}
@@ -252,6 +253,9 @@ def test_http_error_answers_with_its_status(server) -> None:
     r = server.client.get("/teapot")
     assert r.status_code == 418 and r.json() == {"detail": {"why": "tea"}}
     assert r.headers["content-type"] == "application/json"
+    # An answer, not a failure: journaled as ok with its status, and never retried.
+    [entry] = server.client.get("/lakefn/invocations", params={"function": "teapot"}).json()
+    assert (entry["status"], entry["attempt"], entry["detail"]) == ("ok", 1, {"http_status": 418})
 
 
 def test_an_http_error_whose_detail_cannot_be_sent_is_the_functions_500(server) -> None:
