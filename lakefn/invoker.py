@@ -81,11 +81,12 @@ class Invoker:
         invocation_id = _new_id()
         for attempt in range(1, attempts + 1):
             event = make_event()
-            invocation = await self._attempt(
+            invocation, final = await self._attempt(
                 function, event, invocation_id, attempt, detail, answer
             )
-            if invocation.ok:
+            if invocation.ok or final:
                 return invocation
+            invocation.answer = None  # the journal keeps the attempt, not its answer
             if attempt < attempts:
                 delay = policy.delay(attempt)
                 logger.warning(
@@ -108,7 +109,9 @@ class Invoker:
         attempt: int,
         detail: dict[str, Any] | None,
         answer: Callable[[Invocation], Any] | None,
-    ) -> Invocation:
+    ) -> tuple[Invocation, bool]:
+        """One attempt, journaled; and whether it is final even if it failed: the function
+        ran fine but its answer could not be given, which running it again would not change."""
         name = function.name
         event.bind(name, invocation_id, attempt)
         invocation = Invocation(
@@ -146,10 +149,16 @@ class Invoker:
         except BaseException as exc:  # noqa: BLE001 - user code, even sys.exit(): recorded, logged, answered
             _failed(invocation, event, exc)
         invocation.duration = time.perf_counter() - start
+        final = False
         if answer is not None:
-            invocation.answer = answer(invocation)
+            ran = invocation.ok
+            try:
+                invocation.answer = answer(invocation)
+            except Exception as exc:  # noqa: BLE001 - an answer that fails must not lose the run
+                _failed(invocation, event, exc)
+            final = ran and not invocation.ok
         self.journal.record(invocation)
-        return invocation
+        return invocation, final
 
     def gate(self, function: LoadedFunction) -> ConcurrencyGate:
         """The function's `max_concurrency` gate. Unset, a sync function may hold half of the

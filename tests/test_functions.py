@@ -117,6 +117,33 @@ def test_a_failure_is_journaled_with_its_error_and_logged_with_its_traceback(
     assert "raise ValueError('bad input')" in caplog.text
 
 
+def test_a_trigger_answer_that_fails_is_journaled_as_the_runs_failure(project) -> None:
+    # A trigger kind's `answer` (an HTTP response, say) is made before the journal records the
+    # run; should making it raise, the run is still recorded, as failed, and not retried.
+    from lakefn.events import HttpEvent
+
+    project.config(ONE_HTTP.replace("    trigger:", "    retry: {max_attempts: 3}\n    trigger:"))
+    project.function("greet", "def main(event):\n    return 'hi'\n")
+    runtime = project.runtime()
+
+    def answer(invocation):
+        raise RuntimeError("the answer broke")
+
+    try:
+        done = runtime.run_sync(
+            runtime.invoker.invoke("greet", lambda: HttpEvent(function_name="greet"), answer=answer)
+        )
+        entries = runtime.journal.entries(function="greet")
+    finally:
+        runtime.close()
+    assert (done.status, done.error, done.answer) == (
+        "error",
+        "RuntimeError: the answer broke",
+        None,
+    )
+    assert [(e.id, e.attempt, e.status) for e in entries] == [(done.id, 1, "error")]
+
+
 def test_two_projects_in_one_process_do_not_share_modules(tmp_path) -> None:
     from tests.conftest import ProjectDir
 

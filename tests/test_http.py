@@ -30,6 +30,7 @@ functions:
     retry: {max_attempts: 3, backoff_seconds: 0}
     trigger: {type: http, method: GET, endpoint: /flaky}
   - name: odd
+    retry: {max_attempts: 3, backoff_seconds: 0}
     trigger: {type: http, method: GET, endpoint: /odd}
   - name: hang
     timeout: 0.2
@@ -125,12 +126,23 @@ def server(project, serve):
     project.function(
         "odd",
         """\
-        import sys
+        import dataclasses, sys
+
+        import lakefn
+
+        @dataclasses.dataclass
+        class Half:
+            a: int
+            b: int = dataclasses.field(init=False)  # never set: reading it raises
 
         def main(event):
             kind = event.query["kind"]
             if kind == "nan":
                 return {"x": float("nan")}
+            if kind == "dataclass":
+                return Half(1)
+            if kind == "http_nan":
+                raise lakefn.HttpError(418, {"x": float("nan")})
             if kind == "surrogate":
                 return {"x": "\\ud800"}
             if kind == "timeout_error":
@@ -156,6 +168,8 @@ def server(project, serve):
     ("kind", "status", "says"),
     [
         ("nan", 500, "cannot be sent as JSON"),
+        ("dataclass", 500, "cannot be sent as JSON"),
+        ("http_nan", 500, "cannot be sent as JSON"),
         ("surrogate", 500, "cannot be sent as JSON"),
         ("loop", 500, "cannot be sent as JSON"),
         ("deep", 500, "cannot be sent as JSON"),
@@ -171,6 +185,21 @@ def test_what_cannot_be_answered_is_a_500_with_the_invocation_id(
     entry = server.client.get("/lakefn/invocations", params={"function": "odd"}).json()[0]
     assert entry["id"] == r.json()["invocation_id"] and entry["status"] == "error"
     assert server.client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["nan", "dataclass", "http_nan"])
+def test_an_answer_that_cannot_be_sent_is_journaled_once_not_retried(server, kind) -> None:
+    # The function ran, and would return the same again: retrying only repeats its effects.
+    r = server.client.get("/odd", params={"kind": kind})
+    assert r.status_code == 500 and "cannot be sent as JSON" in r.json()["error"]
+    params = {"function": "odd", "limit": 1000}
+    entries = [
+        e
+        for e in server.client.get("/lakefn/invocations", params=params).json()
+        if e["id"] == r.json()["invocation_id"]
+    ]
+    assert [(e["attempt"], e["status"]) for e in entries] == [(1, "error")]
+    assert entries[0].get("detail") == ({"http_status": 500} if kind == "http_nan" else None)
 
 
 def test_a_result_that_cannot_be_sent_is_recorded_as_failed_when_it_is_recorded(server) -> None:

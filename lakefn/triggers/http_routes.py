@@ -182,9 +182,10 @@ class FunctionHandler:
             )
 
         invocation = await self.invoker.invoke(name, make_event, answer=to_response)
-        response: Response = invocation.answer
+        response: Response | None = invocation.answer
         invocation.answer = None  # the journal keeps the entry, not the body sent
-        return response
+        # None: the answer itself failed, and the invocation says so (a 500 that names it)
+        return response if response is not None else to_response(invocation)
 
 
 #: immutable, so one serves every request without a query string
@@ -312,7 +313,7 @@ def to_response(invocation: Invocation) -> Response:
 def _http_error(exc: HttpError, invocation: Invocation) -> Response:
     try:
         body = encode_json({"detail": exc.detail})
-    except (TypeError, ValueError, RecursionError) as error:
+    except Exception as error:  # noqa: BLE001 - see _result_response
         return _unsendable(invocation, exc.detail, error)
     return Response(body, status_code=exc.status, media_type="application/json")
 
@@ -335,7 +336,9 @@ def _result_response(result: Any, invocation: Invocation) -> Response:
     if type(result) is dict or type(result) is list:  # the usual answer: no isinstance chain
         try:
             return _JsonAnswer(encode_json(result))
-        except (TypeError, ValueError, RecursionError) as exc:
+        # Not only TypeError and ValueError: encoding runs the result's own code (a
+        # dataclass's fields, a model's model_dump), which may raise anything.
+        except Exception as exc:  # noqa: BLE001
             return _unsendable(invocation, result, exc)
     if isinstance(result, Response):
         return result
@@ -347,7 +350,7 @@ def _result_response(result: Any, invocation: Invocation) -> Response:
         if isinstance(result, str):
             return PlainTextResponse(result.encode("utf-8"))
         return _JsonAnswer(encode_json(result))
-    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
+    except Exception as exc:  # noqa: BLE001 - as above; UnicodeEncodeError is a ValueError
         return _unsendable(invocation, result, exc)
 
 
@@ -364,6 +367,8 @@ def _unsendable(invocation: Invocation, result: Any, exc: BaseException) -> Resp
     an object that is not data): that is the function's failure, recorded as such."""
     reason = f"returned a {type(result).__name__} that cannot be sent as JSON: {exc}"
     invocation.status, invocation.error = "error", reason
+    if "http_status" in invocation.detail:  # an HttpError's, not what went out
+        invocation.detail = {**invocation.detail, "http_status": 500}
     logger.error("[%s] %s %s", invocation.id, invocation.function, reason)
     return JSONResponse(
         {"error": f"function {invocation.function!r} {reason}", "invocation_id": invocation.id},
