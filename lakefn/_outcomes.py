@@ -8,7 +8,6 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
-import os
 from collections.abc import Coroutine
 from typing import Any
 
@@ -38,8 +37,7 @@ async def contained(call: Coroutine[Any, Any, Any]) -> Any:
     except asyncio.CancelledError as exc:
         # Raised by the function itself, it would end a task of its own as "cancelled" and
         # then pass for a cancel from outside: carried as a value too.
-        code = getattr(call, "cr_code", None)
-        if being_cancelled(exc, os.path.dirname(code.co_filename) if code is not None else None):
+        if being_cancelled(exc):
             raise
         return Escaped(exc)
 
@@ -128,19 +126,24 @@ _FROM_CONCURRENT: dict[type[BaseException], type[BaseException]] = {
 }
 
 
-def being_cancelled(exc: BaseException, source_dir: str | None) -> bool:
+def being_cancelled(exc: BaseException) -> bool:
     """Is the running task being cancelled from outside (the server stopping, a client gone)?
     If not, a CancelledError came from the function itself."""
     task = asyncio.current_task()
     cancelling = getattr(task, "cancelling", None)  # Python 3.11+
     if cancelling is not None:
         return bool(cancelling() > 0)
-    # Python 3.10 counts no cancel requests. A cancel from outside is thrown into the
-    # coroutine where it waits, in asyncio or a library; one the function raises itself
-    # starts in the project's own code: its module, or a helper beside it in functions/.
+    # Python 3.10 counts no cancel requests. A cancel from outside is thrown into the coroutine
+    # where it waits, so its innermost frame stopped at an await (YIELD_FROM, or YIELD_VALUE
+    # in a generator-based awaitable), whichever module that is: asyncio's, a library's or a
+    # helper's awaiting an executor. One the function raises itself starts at a raise or a call.
     frame = exc.__traceback__
-    while frame is not None and frame.tb_next is not None:
-        frame = frame.tb_next
-    if frame is None or source_dir is None:
+    if frame is None:
         return True
-    return not frame.tb_frame.f_code.co_filename.startswith(source_dir + os.sep)
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    import dis
+
+    code = frame.tb_frame.f_code.co_code
+    at = frame.tb_lasti
+    return not 0 <= at < len(code) or dis.opname[code[at]] in ("YIELD_FROM", "YIELD_VALUE")

@@ -143,7 +143,7 @@ class Invoker:
             invocation.status, invocation.exception, invocation.error = "error", exc, str(exc)
             event.log.warning("%s", exc)
         except asyncio.CancelledError as exc:
-            if being_cancelled(exc, str(function.path.parent)):
+            if being_cancelled(exc):
                 raise  # the server is stopping: not the function's doing
             _failed(invocation, event, exc)  # the function raised it itself
         except BaseException as exc:  # noqa: BLE001 - user code, even sys.exit(): recorded, logged, answered

@@ -512,6 +512,45 @@ def test_a_request_cut_off_by_shutdown_gets_a_json_503_and_no_traceback(
     assert "Exception in ASGI application" not in caplog.text
 
 
+WAITING_HELPER = """\
+import asyncio, threading
+
+INSIDE = []
+RELEASE = threading.Event()
+
+async def wait_in_a_thread():
+    INSIDE.append(1)
+    await asyncio.get_running_loop().run_in_executor(None, RELEASE.wait)
+"""
+
+
+def test_an_async_call_awaiting_a_helper_is_cut_off_by_shutdown_as_stopping(project, serve) -> None:
+    # The cancel lands in the helper's own await (functions/_waiting.py): still the server
+    # stopping, not the function failing. (Python 3.10 has no Task.cancelling() to ask.)
+    project.config(
+        "functions:\n  - name: waits\n    trigger: {type: http, method: GET, endpoint: /waits}\n"
+    )
+    project.file("functions/_waiting.py", WAITING_HELPER)
+    project.function(
+        "waits",
+        "import _waiting\n\nasync def main(event):\n    await _waiting.wait_in_a_thread()\n",
+    )
+    live = serve(project)
+    helper = module(live, "waits")["_waiting"]
+    answer: list[httpx.Response] = []
+    caller = threading.Thread(
+        target=lambda: answer.append(httpx.get(f"{live.url}/waits", timeout=30))
+    )
+    caller.start()
+    try:
+        assert wait_until(lambda: len(helper.INSIDE) == 1)
+        live.background.stop()  # waits 2 s for it, then cuts it off
+        caller.join(30)
+    finally:
+        helper.RELEASE.set()
+    assert answer[0].status_code == 503 and "stopping" in answer[0].json()["detail"]
+
+
 STREAMING = """\
 import asyncio
 from starlette.responses import StreamingResponse
