@@ -53,7 +53,7 @@ test-all: browser postgres
 # and a test still running after MUTATE_TEST_TIMEOUT seconds fails, so a mutant that breaks or
 # hangs one is killed in seconds rather than at mutmut's own limit (many minutes).
 MUTANTS ?=
-MUTATE_CHILDREN ?= $(shell echo $$(( $$(nproc) * 2 )))
+MUTATE_CHILDREN ?= $(shell python3 -c 'import os; print(2 * (os.cpu_count() or 1))')
 MUTATE_WAIT ?= 15
 MUTATE_TEST_TIMEOUT ?= 60
 

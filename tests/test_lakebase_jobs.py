@@ -299,6 +299,30 @@ def test_a_principal_without_a_role_on_the_instance_fails_the_run_plainly(
     assert credential["token"] not in done.stdout + done.stderr
 
 
+def test_a_refused_credential_is_not_tried_again(
+    postgres: PostgresServer,
+    lakebase: FakeWorkspace,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Once the role is made, the next login must not reuse the credential that was refused.
+    for name in [*PG_VARIABLES, *(n for n in os.environ if n.startswith("DATABRICKS_"))]:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in job_env(lakebase, postgres).items():
+        monkeypatch.setenv(name, value)
+    lakebase.user = "ops@example.com"  # no Postgres role for this user
+    store = open_store(f"lakebase?instance={INSTANCE}&database={DATABASE}", tmp_path)
+    try:
+        for _ in range(2):
+            with pytest.raises(LakefnError, match="needs a Postgres role on the instance"):
+                store.load("fn|a.b.c")
+    finally:
+        store.close()
+    assert len(lakebase.credentials) >= 2
+    # ...and the instance was looked up again after each refusal (it may have moved).
+    assert len(lakebase.api_calls(f"/api/2.0/database/instances/{INSTANCE}")) >= 2
+
+
 def test_the_app_variables_win_and_the_workspace_is_never_asked(
     project: ProjectDir, postgres: PostgresServer, lakebase: FakeWorkspace
 ) -> None:
@@ -309,6 +333,8 @@ def test_the_app_variables_win_and_the_workspace_is_never_asked(
         done, report = lakefn_run(proj, env)
         assert done.returncode == 0, done.stderr
         assert report and report["outcome"] == expected
+        # Not silently: a laptop's own PG* variables would take the place of the instance.
+        assert f"state: lakebase names instance '{INSTANCE}', but PGHOST" in done.stderr
         commit(proj)
     # In the App's database (PGDATABASE), as the App's role (PGUSER).
     assert checkpoint_rows(postgres, schema, postgres.database) == [(f"sink|{TABLE}", 1)]
@@ -334,6 +360,12 @@ def test_the_app_variables_win_and_the_workspace_is_never_asked(
             "lakebase?instance=x&database=",
             {},
             "state 'lakebase?instance=x&database=': '' is no Lakebase database name",
+        ),
+        (  # it would reach a job's --state unquoted: '+' would arrive as a space
+            "lakebase?instance=x&database=a%2Bb",
+            {},
+            "'a+b' is no Lakebase database name; one is 1 to 63 letters, digits, underscores "
+            "and hyphens",
         ),
         (
             "lakebase",

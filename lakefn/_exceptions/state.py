@@ -88,7 +88,7 @@ class BadLakebaseName(BadStateSetting):
 
     RULES = {
         "instance": "1 to 63 letters, digits and hyphens",
-        "database": "1 to 63 characters",
+        "database": "1 to 63 letters, digits, underscores and hyphens",
     }
 
     def __init__(self, where: str, what: str, value: str) -> None:

@@ -42,7 +42,7 @@ from .._exceptions import (
     StateStoreUnavailable,
 )
 from ._pg_connections import Connections
-from .postgres import DEFAULT_SCHEMA, PostgresCheckpointStore
+from .postgres import DEFAULT_SCHEMA, PostgresCheckpointStore, logger
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -69,6 +69,7 @@ NOT_SERVING = {
     "DELETING": "name another instance",
 }
 _INSTANCE_NAME = re.compile(r"[A-Za-z0-9-]{1,63}")
+_DATABASE_NAME = re.compile(r"[A-Za-z0-9_-]{1,63}")
 _TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)?")
 
 
@@ -148,10 +149,13 @@ class InstanceLogin:
         sslmode = os.environ.get("PGSSLMODE") or "require"
         return make_conninfo(host=host, user=user, dbname=self.database, sslmode=sslmode)
 
-    def forget(self) -> None:
-        """A login failed: look the instance up again next time (it may have stopped)."""
+    def forget(self, *, credential: bool) -> None:
+        """A login failed: look the instance up again next time (it may have stopped or
+        moved), and with `credential`, mint a new credential too (it was refused)."""
         with self._lock:
             self._target = None
+            if credential:
+                self._token = None
 
     def password(self) -> str:
         """The credential, minted anew only when the one kept is near its expiry."""
@@ -172,6 +176,10 @@ class InstanceLogin:
                 raise StateNeedsPackage(
                     f"lakebase?instance={self.instance}", "databricks-sdk", "databricks"
                 ) from None
+            if not hasattr(WorkspaceClient, "database"):  # the Lakebase API came in 0.57
+                raise StateNeedsPackage(
+                    f"lakebase?instance={self.instance}", "databricks-sdk>=0.57", "databricks"
+                )
             try:
                 self._workspace = WorkspaceClient(config=self._config or Config())
             except Exception as exc:  # noqa: BLE001 - no credentials: said plainly
@@ -215,7 +223,7 @@ class InstanceLogin:
         if not credential.token:
             raise self._unavailable("the workspace gave an empty credential")
         self.minted += 1
-        expires = _epoch(credential.expiration_time)
+        expires = _epoch(getattr(credential, "expiration_time", None))
         left = CREDENTIAL_LIFE if expires is None else expires - now
         # Bounded both ways: a clock far off the workspace's must neither mint per connection
         # nor keep a credential past its hour.
@@ -254,8 +262,13 @@ class _InstanceConnections(Connections):
         try:
             return super().connect()
         except psycopg.OperationalError as exc:
-            self.login.forget()
-            if "authentication failed" not in str(exc):
+            said = str(exc)
+            refused = "authentication failed" in said
+            # Not after any failure: a network blip says nothing about where the instance is,
+            # and each look-up is two workspace calls made while other connections wait.
+            if refused or "could not translate host name" in said:
+                self.login.forget(credential=refused)
+            if not refused:
                 raise
             # The usual first-run trouble: the principal has no Postgres role there yet.
             raise psycopg.OperationalError(
@@ -267,11 +280,10 @@ class _InstanceConnections(Connections):
 def check_name(value: str, what: str, where: str) -> str:
     """`value` as a Lakebase `what` ("instance" or "database") name; BadLakebaseName naming
     `where` it came from when it cannot be one."""
-    good = (
-        _INSTANCE_NAME.fullmatch(value) is not None
-        if what == "instance"
-        else 0 < len(value) <= 63 and "\x00" not in value
-    )
+    # A database name also travels in a job's `--state lakebase?...&database=NAME`, filled
+    # in by the bundle unquoted: only characters a query string passes through as they are.
+    pattern = _INSTANCE_NAME if what == "instance" else _DATABASE_NAME
+    good = pattern.fullmatch(value) is not None
     if not good:
         raise BadLakebaseName(where, what, value)
     return value
@@ -301,6 +313,16 @@ class LakebaseCheckpointStore(PostgresCheckpointStore):
         missing = [name for name in REQUIRED if not os.environ.get(name)]
         self.login: InstanceLogin | None = None
         if not missing:  # an App's database resource: libpq reads the PG* variables
+            if instance is not None:
+                logger.warning(
+                    "state: lakebase names instance %r, but PGHOST, PGDATABASE and PGUSER are "
+                    "set (%s@%s/%s), as a Databricks App's database resource sets them: those "
+                    "win; unset them to use the instance",
+                    instance,
+                    os.environ["PGUSER"],
+                    os.environ["PGHOST"],
+                    os.environ["PGDATABASE"],
+                )
             self.token = OAuthPassword(config)
             super().__init__("", schema=schema, password=self.token, **kwargs)
             return
