@@ -294,3 +294,16 @@ def test_two_processes_only_one_holds_the_lease(tmp_path: Path, shared_state: st
     )
     assert done.stdout.split() == ["False", "True"], done.stderr
     here.close()
+
+
+def test_a_postgres_schema_name_is_1_to_63_characters_as_postgres_allows() -> None:
+    # Refused when the store is made, before any connection: PostgreSQL would cut a longer name
+    # to 63 characters, and two settings would then share one schema.
+    from lakefn._exceptions import BadStateSchema
+
+    nowhere = "postgresql://lakefn@127.0.0.1:1/none"
+    PostgresCheckpointStore(nowhere, schema="s" * 63).close()
+    for bad in ("", "s" * 64):
+        with pytest.raises(BadStateSchema) as caught:
+            PostgresCheckpointStore(nowhere, schema=bad)
+        assert str(caught.value) == f"state schema {bad!r} must be 1 to 63 characters"
