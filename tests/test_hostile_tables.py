@@ -225,7 +225,7 @@ def test_a_state_file_deleted_while_serving_is_recreated_and_a_restart_delivers_
 
 
 async def test_a_state_file_deleted_while_idle_is_recreated_by_the_next_lease_renewal(
-    proj: ProjectDir, catalog: Path, runtime: Callable[..., Runtime]
+    proj: ProjectDir, catalog: Path, runtime: Callable[..., Runtime], caplog
 ) -> None:
     from lakefn.testing import FakeClock
 
@@ -238,8 +238,21 @@ async def test_a_state_file_deleted_while_idle_is_recreated_by_the_next_lease_re
     for leftover in (state, Path(f"{state}-wal"), Path(f"{state}-shm")):
         leftover.unlink(missing_ok=True)
     clock.advance(6)  # no new version: only the lease renewal (due after half its 10 s) looks
-    assert await rt.watcher.check("watch") is None
+    with caplog.at_level(logging.ERROR, logger="lakefn"):
+        assert await rt.watcher.check("watch") is None
     assert checkpoint_on_disk(state) == 1
+    # The old file's lease came over too, still this process's: it goes on delivering.
+    db = sqlite3.connect(f"file:{state}?mode=ro", uri=True)
+    try:
+        [(owner,)] = db.execute("SELECT owner FROM leases WHERE key = ?", (KEY,)).fetchall()
+    finally:
+        db.close()
+    assert owner == rt.watcher.owner
+    [said] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert said == (
+        f"checkpoint store {state} was deleted while in use: opened it anew and wrote the 1 "
+        "checkpoint(s) the old file held into it, so nothing is delivered again"
+    )
     rt.checkpoints.release(KEY, rt.watcher.owner)  # as a server's shutdown does
     rt.close()
 
