@@ -128,6 +128,7 @@ async def test_a_state_file_that_cannot_be_written_fails_the_delivery_with_backo
     await rt.watcher.check("watch")
     assert deliveries(proj) == [[0]]
     append(catalog, TABLE, [{"id": 1}])
+    append(catalog, TABLE, [{"id": 2}])
     # Another program holds the state file's write lock: every save fails, reads still work.
     locker = sqlite3.connect(state, isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")
@@ -139,13 +140,14 @@ async def test_a_state_file_that_cannot_be_written_fails_the_delivery_with_backo
         locker.execute("ROLLBACK")
         locker.close()
 
-    # Each check handed version 1 over again (it was never recorded), each wait twice the last.
+    # Each check handed versions 1..2 over again (never recorded), each wait twice the last.
     assert pace.waits == [0.1, 0.2, 0.4, 0.8, 1.6]
-    assert deliveries(proj) == [[0]] + [[1]] * 5
+    assert deliveries(proj) == [[0]] + [[1, 2]] * 5
     [status] = rt.watcher.status()
     assert status["consecutive_failures"] == 5 and status["last_processed_version"] == 0
-    assert "versions 1..1 were handed over" in status["last_error"]
-    assert "database is locked" in status["last_error"]
+    said = status["last_error"]
+    assert said.startswith("versions 1..2 were handed over, but the checkpoint store failed: ")
+    assert said.endswith("; they will be delivered again") and "database is locked" in said
     assert any("database is locked" in problem for problem in rt.health())
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is None  # one line, no traceback
@@ -153,7 +155,7 @@ async def test_a_state_file_that_cannot_be_written_fails_the_delivery_with_backo
 
     # Writable again: the next check delivers, records it, and says so once.
     await rt.watcher.check("watch")
-    assert deliveries(proj)[-1] == [1] and rt.checkpoints.load(KEY) == 1
+    assert deliveries(proj)[-1] == [1, 2] and rt.checkpoints.load(KEY) == 2
     [status] = rt.watcher.status()
     assert status["last_error"] is None and status["consecutive_failures"] == 0
     assert rt.health() == []
