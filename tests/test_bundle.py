@@ -218,7 +218,7 @@ def test_the_projects_own_requirements_and_extras_are_kept(sample: Path) -> None
     lines = (sample / "bundle" / "app" / "requirements.txt").read_text().splitlines()
     body = [line for line in lines if not line.startswith("#")]
     assert body[0] == f"./{WHEEL}"
-    assert {"ipython>=8", "ipywidgets>=7.7", "databricks-sdk>=0.30", "psycopg[binary]>=3.1"} <= set(
+    assert {"ipython>=8", "ipywidgets>=7.7", "databricks-sdk>=0.57", "psycopg[binary]>=3.1"} <= set(
         body
     )
     assert body[-2:] == ["pandas>=2", "--extra-index-url https://example.com/simple"]
