@@ -206,16 +206,24 @@ def test_the_bundled_job_passes_the_instance_and_a_run_with_its_parameters_works
     assert checkpoint_rows(postgres, schema) == [(f"sink|{TABLE}", 2)]
 
 
+def as_a_job(
+    monkeypatch: pytest.MonkeyPatch, lakebase: FakeWorkspace, postgres: PostgresServer
+) -> None:
+    """This process's environment as a job's: no App PG* variables, the fake workspace's
+    credentials, no other DATABRICKS_* settings."""
+    for name in [*PG_VARIABLES, *(n for n in os.environ if n.startswith("DATABRICKS_"))]:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in job_env(lakebase, postgres).items():
+        monkeypatch.setenv(name, value)
+
+
 def test_a_credential_is_minted_once_an_hour_not_per_connection(
     postgres: PostgresServer,
     lakebase: FakeWorkspace,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    for name in [*PG_VARIABLES, *(n for n in os.environ if n.startswith("DATABRICKS_"))]:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in job_env(lakebase, postgres).items():
-        monkeypatch.setenv(name, value)
+    as_a_job(monkeypatch, lakebase, postgres)
     clock = FakeClock()
     lakebase.clock = lambda: clock.now().timestamp()
     # `state: lakebase` as an App has it; the instance comes from the environment.
@@ -306,10 +314,7 @@ def test_a_refused_credential_is_not_tried_again(
     tmp_path: Path,
 ) -> None:
     # Once the role is made, the next login must not reuse the credential that was refused.
-    for name in [*PG_VARIABLES, *(n for n in os.environ if n.startswith("DATABRICKS_"))]:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in job_env(lakebase, postgres).items():
-        monkeypatch.setenv(name, value)
+    as_a_job(monkeypatch, lakebase, postgres)
     lakebase.user = "ops@example.com"  # no Postgres role for this user
     store = open_store(f"lakebase?instance={INSTANCE}&database={DATABASE}", tmp_path)
     try:
