@@ -283,8 +283,7 @@ def check_name(value: str, what: str, where: str) -> str:
     # A database name also travels in a job's `--state lakebase?...&database=NAME`, filled
     # in by the bundle unquoted: only characters a query string passes through as they are.
     pattern = _INSTANCE_NAME if what == "instance" else _DATABASE_NAME
-    good = pattern.fullmatch(value) is not None
-    if not good:
+    if pattern.fullmatch(value) is None:
         raise BadLakebaseName(where, what, value)
     return value
 

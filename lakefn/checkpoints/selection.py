@@ -122,6 +122,14 @@ def scheme_of(state: str) -> str:
     return scheme
 
 
+def state_kind(state: str) -> str | None:
+    """`scheme_of(state)`, or None when the setting names no store (it could not open one)."""
+    try:
+        return scheme_of(state)
+    except LakefnError:
+        return None
+
+
 def sqlite_path(state: str, project_root: Path) -> Path:
     """The file of a SQLite `state:`: `sqlite:///rel` or `sqlite:////abs` (SQLAlchemy's
     convention) or a plain path, relative ones against the project's folder."""
@@ -207,11 +215,7 @@ def ephemeral_state_warning(project: Project, *, deployed: bool | None = None) -
         f.name for f in project.config.functions if KINDS[f.kind].uses_table and f.run_on == "app"
     ]
     state = project_state(project)
-    try:
-        local = scheme_of(state) == "sqlite"
-    except LakefnError:
-        return None
-    if not watched or not local:
+    if not watched or state_kind(state) != "sqlite":
         return None
     return (
         f"state is a local SQLite file ({state}), and a Databricks App's disk is emptied at "

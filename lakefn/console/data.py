@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import __version__
-from .._exceptions import LakefnError
 from ..access import APP_NAME_ENV, Role
 
 if TYPE_CHECKING:
@@ -135,20 +134,13 @@ def table_state(item: dict[str, Any], run_on: str = "app") -> str:
     return "healthy"
 
 
-def _is_local_file(state: str) -> bool:
-    from ..checkpoints.selection import scheme_of
-
-    try:
-        return scheme_of(state) == "sqlite"
-    except LakefnError:  # the store could not have opened: not a file either
-        return False
-
-
 def project(runtime: Runtime, started: float | None) -> dict[str, Any]:
     """The console's header: which project, how long up, where state lives and what reads
     tables."""
-    state = os.environ.get("LAKEFN_STATE") or runtime.config.state
-    local_file = _is_local_file(state)
+    from ..checkpoints.selection import project_state, state_kind
+
+    state = project_state(runtime.project)
+    local_file = state_kind(state) == "sqlite"
     as_app = bool(os.environ.get(APP_NAME_ENV))
     info: dict[str, Any] = {
         "name": runtime.project.root.name,

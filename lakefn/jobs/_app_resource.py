@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import LakefnError
 from ..triggers import KINDS
 from .wheel import requires, version, wheel_name
 
@@ -73,12 +72,9 @@ def app_resource(project: Project, bundle_name: str, warnings: list[str]) -> dic
 
 def is_lakebase(state: str) -> bool:
     """Whether `state` is `lakebase` (with or without options)."""
-    from ..checkpoints.selection import scheme_of
+    from ..checkpoints.selection import state_kind
 
-    try:
-        return scheme_of(state) == "lakebase"
-    except LakefnError:
-        return False
+    return state_kind(state) == "lakebase"
 
 
 def app_requirements(
